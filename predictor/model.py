@@ -1,0 +1,78 @@
+"""A loaded lead-scoring model: the verified artifacts, the booster and the fitted transform."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from predictor.artifacts import (
+    METADATA_FILE,
+    MODEL_FILE,
+    TRANSFORM_FILE,
+    LocalArtifacts,
+    open_artifacts,
+    read_json,
+)
+from predictor.transform import BOOSTER_MISSING, FeatureTransform
+
+
+@dataclass
+class LeadScoringModel:
+    """Everything needed to score leads, loaded from one artifact directory.
+
+    Attributes:
+        booster: The trained XGBoost booster.
+        transform: The fitted feature transform (the input contract).
+        metadata: ``metadata.json``: model name, version, target, training parameters.
+        manifest: The verified manifest (checksums and library versions).
+    """
+
+    booster: xgb.Booster
+    transform: FeatureTransform
+    metadata: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, uri: str | os.PathLike[str], gcs_client: Any = None) -> LeadScoringModel:
+        """Loads and verifies an artifact directory (local path or ``gs://`` URI).
+
+        Raises:
+            predictor.artifacts.ArtifactError: The artifacts are missing or altered.
+        """
+        artifacts: LocalArtifacts = open_artifacts(uri, gcs_client=gcs_client)
+        try:
+            booster = xgb.Booster()
+            booster.load_model(str(artifacts.path / MODEL_FILE))
+            transform = FeatureTransform.load(artifacts.path / TRANSFORM_FILE)
+            metadata = read_json(artifacts.path / METADATA_FILE)
+        finally:
+            # Everything is in memory now; a private download is not needed any more.
+            artifacts.cleanup()
+        return cls(booster=booster, transform=transform, metadata=metadata, manifest=artifacts.manifest)
+
+    @property
+    def name(self) -> str:
+        """The registered model name (``lead-scoring`` by default)."""
+        return str(self.metadata.get("model_name", "lead-scoring"))
+
+    @property
+    def version(self) -> str:
+        """The registry's semantic version, or ``unregistered`` for a fresh training output."""
+        return str(self.metadata.get("version") or "unregistered")
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores an already transformed input matrix."""
+        return self.booster.inplace_predict(matrix, missing=BOOSTER_MISSING)
+
+    def predict_instances(self, instances: Sequence[Any]) -> np.ndarray:
+        """Validates, transforms and scores JSON-style instances.
+
+        Raises:
+            predictor.transform.InstanceError: An instance has a missing or ill-typed field.
+        """
+        return self.predict_matrix(self.transform.encode_instances(instances))

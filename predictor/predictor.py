@@ -1,0 +1,101 @@
+"""``LeadScoringPredictor``: the Vertex AI Custom Prediction Routine for lead scoring.
+
+The CPR model server (``google.cloud.aiplatform.prediction.model_server.CprModelServer``) calls
+``load`` once with ``AIP_STORAGE_URI``, then for every request
+``postprocess(predict(preprocess(body)))``, where ``body`` is the decoded JSON request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException
+from google.cloud.aiplatform.prediction.predictor import Predictor
+
+from predictor.model import LeadScoringModel
+from predictor.transform import InstanceError
+
+DEFAULT_MAX_INSTANCES = 10_000
+MAX_INSTANCES_ENV = "LEADSCORE_MAX_INSTANCES"
+
+
+@dataclass
+class PreparedRequest:
+    """A validated request on its way through predict and postprocess.
+
+    Attributes:
+        matrix: The model input matrix, one row per instance.
+        parameters: The request's ``parameters`` object.
+        predictions: Filled in by ``predict``.
+    """
+
+    matrix: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+    predictions: np.ndarray | None = None
+
+
+def bad_request(message: str) -> HTTPException:
+    """A 400 whose detail says what is wrong and where."""
+    return HTTPException(status_code=400, detail=message)
+
+
+class LeadScoringPredictor(Predictor):
+    """Scores leads with the XGBoost model and fitted transform of one artifact directory.
+
+    Configuration comes from the environment, as everything else in a serving container:
+    ``LEADSCORE_MAX_INSTANCES`` caps the instances per request (default 10,000).
+    """
+
+    def load(self, artifacts_uri: str, **kwargs: Any) -> None:
+        """Loads and verifies the artifacts; refuses a missing or altered file.
+
+        Args:
+            artifacts_uri: ``AIP_STORAGE_URI``: a local directory (read in place) or
+                ``gs://bucket/prefix`` (downloaded to a private temporary directory).
+            **kwargs: Ignored; part of the CPR interface.
+        """
+        self.model_ = LeadScoringModel.load(artifacts_uri)
+        self.max_instances_ = int(os.environ.get(MAX_INSTANCES_ENV, DEFAULT_MAX_INSTANCES))
+
+    def preprocess(self, prediction_input: Any) -> PreparedRequest:
+        """Validates the request body and builds the model input matrix with numpy.
+
+        Raises:
+            fastapi.HTTPException: 400 naming the field for a malformed body or instance,
+                413 when the request holds more instances than the cap.
+        """
+        if not isinstance(prediction_input, dict):
+            raise bad_request("request body must be a JSON object with an 'instances' array")
+        instances = prediction_input.get("instances")
+        if not isinstance(instances, list):
+            raise bad_request("'instances' must be an array of objects keyed by feature name")
+        if not instances:
+            raise bad_request("'instances' is empty: send at least one instance")
+        if len(instances) > self.max_instances_:
+            raise HTTPException(
+                status_code=413,
+                detail=f"'instances' holds {len(instances)} instances; at most {self.max_instances_} per request",
+            )
+        parameters = prediction_input.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise bad_request("'parameters' must be an object")
+        try:
+            matrix = self.model_.transform.encode_instances(instances)
+        except InstanceError as exc:
+            raise bad_request(str(exc)) from exc
+        return PreparedRequest(matrix=matrix, parameters=parameters)
+
+    def predict(self, instances: PreparedRequest) -> PreparedRequest:
+        """Scores the prepared matrix with the booster directly (``inplace_predict``)."""
+        instances.predictions = self.model_.predict_matrix(instances.matrix)
+        return instances
+
+    def postprocess(self, prediction_results: PreparedRequest) -> dict[str, Any]:
+        """Returns ``{"predictions": [...], "model_version": ...}`` as plain JSON types."""
+        return {
+            "predictions": prediction_results.predictions.tolist(),
+            "model_version": self.model_.version,
+        }

@@ -1,0 +1,77 @@
+"""Shared fixtures: real data, trained artifact directories and the real CPR server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from training.serve import ServerProcess, start_server_process
+from training.synth import generate_leads, write_table
+from training.train import TrainConfig, train
+
+DATA_DIR = Path(__file__).parent / "data"
+XEDU_CSV = DATA_DIR / "leads_xeducation.csv"
+XEDU_TARGET = "Converted"
+# Filled in by sales after contact: leakage for a model that scores new leads.
+XEDU_LEAKAGE = ["Tags", "Lead Quality", "Last Notable Activity"]
+
+
+@pytest.fixture(scope="session")
+def synth_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5,000 synthetic leads as Parquet."""
+    return write_table(generate_leads(5_000, seed=7), tmp_path_factory.mktemp("data") / "leads.parquet")
+
+
+@pytest.fixture(scope="session")
+def synth_model(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path) -> Path:
+    """An artifact directory trained on the synthetic leads."""
+    out = tmp_path_factory.mktemp("models") / "synth"
+    train(TrainConfig(data=str(synth_parquet), out=out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def xedu_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact directory trained on the real X Education leads."""
+    out = tmp_path_factory.mktemp("models") / "xedu"
+    train(TrainConfig(data=str(XEDU_CSV), out=out, target=XEDU_TARGET, exclude=XEDU_LEAKAGE))
+    return out
+
+
+class RunningServer(ServerProcess):
+    """A server process with a helper to POST raw bodies."""
+
+    def post(self, body: bytes | str, content_type: str = "application/json", **kwargs) -> httpx.Response:
+        return httpx.post(f"{self.url}/predict", content=body, headers={"Content-Type": content_type}, **kwargs)
+
+
+def start_server(artifacts: Path | str, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> RunningServer:
+    """Starts the real ``CprModelServer`` under uvicorn on a free port and waits for /health."""
+    server = start_server_process(artifacts, extra_env=extra_env, timeout=timeout)
+    return RunningServer(server.process, server.url)
+
+
+@pytest.fixture
+def cpr_server() -> Iterator[Callable[..., RunningServer]]:
+    """Factory fixture: ``cpr_server(artifacts, extra_env=None)`` starts a server, stopped at teardown."""
+    started: list[RunningServer] = []
+
+    def factory(artifacts: Path | str, extra_env: dict[str, str] | None = None) -> RunningServer:
+        server = start_server(artifacts, extra_env)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def synth_server(synth_model: Path) -> Iterator[RunningServer]:
+    """One server for the synthetic model, shared by a test module."""
+    server = start_server(synth_model)
+    yield server
+    server.stop()

@@ -1,0 +1,1 @@
+"""Training side of leadscore: data, preprocessing, training, evaluation and the command line."""

@@ -1,0 +1,5 @@
+"""``python -m training`` is the ``leadscore`` command."""
+
+from training.cli import main
+
+main()

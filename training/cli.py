@@ -1,0 +1,167 @@
+"""The ``leadscore`` command line. The only place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from predictor.artifacts import ArtifactError
+from training.errors import LeadscoreError
+
+app = typer.Typer(
+    help="Lead scoring on Google Cloud: train, register, serve and monitor an XGBoost lead-scoring model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Lead data utilities.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+stdout = Console()
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+    # Libraries we call are chatty at INFO; keep our own messages.
+    for noisy in ("google", "urllib3", "kfp", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def print_json(payload: Any) -> None:
+    """Prints JSON to standard output (for ``--json`` and machine-readable commands)."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@data_app.command("synth")
+def data_synth(
+    rows: Annotated[int, typer.Option(min=1, help="Number of leads to generate.")] = 50_000,
+    out: Annotated[Path, typer.Option(help="Output file; .csv or .parquet decides the format.")] = Path(
+        "leads.parquet"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 42,
+) -> None:
+    """Generate synthetic leads in the classic lead-scoring schema."""
+    from training.synth import generate_leads, write_table
+
+    with console.status(f"generating {rows:,} leads"):
+        path = write_table(generate_leads(rows, seed=seed), out)
+    console.print(f"wrote {rows:,} leads to [bold]{path}[/]")
+
+
+@app.command()
+def train(
+    data: Annotated[str, typer.Option(help="Training data: a .csv or .parquet file.")],
+    out: Annotated[Path, typer.Option(help="Artifact directory to write (replaced if it exists).")] = Path(
+        "model"
+    ),
+    target: Annotated[str, typer.Option(help="Target column (0..1; yes/no and booleans map to 1/0).")] = (
+        "conversion_probability"
+    ),
+    exclude: Annotated[
+        Optional[list[str]], typer.Option(help="Column never used as a feature (repeatable), e.g. leakage columns.")
+    ] = None,
+    missing_token: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Category value meaning 'not given' (repeatable). Default: Select."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train and evaluate a model; write its artifact directory."""
+    from predictor.transform import DEFAULT_MISSING_TOKENS
+    from training.train import TrainConfig
+    from training.train import train as run_training
+
+    config = TrainConfig(
+        data=data,
+        out=out,
+        target=target,
+        exclude=list(exclude or []),
+        missing_tokens=tuple(missing_token) if missing_token else DEFAULT_MISSING_TOKENS,
+    )
+    with console.status("training") as status:
+        result = run_training(config, progress=lambda message: status.update(message))
+    if json_output:
+        print_json({"out": str(result.out), "metrics": result.metrics, "dropped_columns": result.spec.dropped})
+        return
+    table = Table(title=f"Test metrics ({result.rows_test:,} held-out rows)")
+    for name in ("rmse", "mae", "r2"):
+        table.add_column(name.upper(), justify="right")
+    table.add_row(*(f"{result.metrics[k]:.4f}" for k in ("rmse", "mae", "r2")))
+    stdout.print(table)
+    stdout.print(f"artifacts: [bold]{result.out}[/] ({result.seconds:.1f} s)")
+
+
+@app.command()
+def serve(
+    artifacts: Annotated[str, typer.Option(help="Artifact directory or gs:// URI to serve.")],
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (AIP_HTTP_PORT).")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve a model with Vertex AI's CPR model server (POST /predict, GET /health)."""
+    from predictor.artifacts import open_artifacts
+    from training.serve import serve as run_server
+
+    # Fail here with a clear message rather than inside the server's start-up.
+    open_artifacts(artifacts).cleanup()
+    console.print(f"serving {artifacts} on http://{host}:{port} (POST /predict, GET /health)")
+    run_server(artifacts, host=host, port=port, workers=workers)
+
+
+def read_instances(source: str) -> dict[str, Any]:
+    """Reads a prediction request from a file or ``-``: a request object, a list or one instance."""
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LeadscoreError(f"{source}: not valid JSON ({exc})") from exc
+    if isinstance(payload, list):
+        return {"instances": payload}
+    if isinstance(payload, dict) and "instances" not in payload:
+        return {"instances": [payload]}
+    return payload
+
+
+@app.command()
+def predict(
+    artifacts: Annotated[str, typer.Option(help="Artifact directory or gs:// URI.")],
+    instances: Annotated[str, typer.Option(help="JSON file ('-' for stdin): a request, a list or one lead.")],
+) -> None:
+    """Score leads in-process with the serving code path and print the JSON response."""
+    from fastapi import HTTPException
+
+    from predictor.predictor import LeadScoringPredictor
+
+    request = read_instances(instances)
+    predictor = LeadScoringPredictor()
+    predictor.load(artifacts)
+    try:
+        response = predictor.postprocess(predictor.predict(predictor.preprocess(request)))
+    except HTTPException as exc:
+        raise LeadscoreError(str(exc.detail)) from exc
+    print_json(response)
+
+
+def main() -> None:
+    """Entry point of the ``leadscore`` console script."""
+    try:
+        app()
+    except (LeadscoreError, ArtifactError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)

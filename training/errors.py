@@ -1,0 +1,13 @@
+"""Exceptions raised by the training library; only the CLI turns them into messages and exit codes."""
+
+
+class LeadscoreError(Exception):
+    """Base class of the errors a user can act on."""
+
+
+class DataError(LeadscoreError):
+    """The input data cannot be used for training (missing target, no rows, bad columns...)."""
+
+
+class SourceError(LeadscoreError):
+    """A data source URI cannot be read."""
