@@ -1,51 +1,29 @@
-"""The ``leadscore`` command line. The only place where errors become messages and exit codes."""
+"""Core commands: ``data synth``, ``train``, ``serve`` and ``predict``."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
-from predictor.artifacts import ArtifactError
+from training.cli.app import app, console, print_json, stdout
 from training.errors import LeadscoreError
+from training.refs import resolve_model
 
-app = typer.Typer(
-    help="Lead scoring on Google Cloud: train, register, serve and monitor an XGBoost lead-scoring model.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
 data_app = typer.Typer(help="Lead data utilities.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(stderr=True)
-stdout = Console()
-
-
-@app.callback()
-def _setup(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-        force=True,
-    )
-    # Libraries we call are chatty at INFO; keep our own messages.
-    for noisy in ("google", "urllib3", "kfp", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def print_json(payload: Any) -> None:
-    """Prints JSON to standard output (for ``--json`` and machine-readable commands)."""
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+ModelRef = Annotated[
+    str,
+    typer.Option(
+        "--model", "--artifacts", "-m",
+        help="Model reference: an artifact directory, a gs:// URI, name@alias or name@1.2.3.",
+    ),
+]
 
 
 @data_app.command("synth")
@@ -109,7 +87,7 @@ def train(
 
 @app.command()
 def serve(
-    artifacts: Annotated[str, typer.Option(help="Artifact directory or gs:// URI to serve.")],
+    model: ModelRef,
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (AIP_HTTP_PORT).")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
@@ -118,6 +96,7 @@ def serve(
     from predictor.artifacts import open_artifacts
     from training.serve import serve as run_server
 
+    artifacts = resolve_model(model)
     # Fail here with a clear message rather than inside the server's start-up.
     open_artifacts(artifacts).cleanup()
     console.print(f"serving {artifacts} on http://{host}:{port} (POST /predict, GET /health)")
@@ -140,7 +119,7 @@ def read_instances(source: str) -> dict[str, Any]:
 
 @app.command()
 def predict(
-    artifacts: Annotated[str, typer.Option(help="Artifact directory or gs:// URI.")],
+    model: ModelRef,
     instances: Annotated[str, typer.Option(help="JSON file ('-' for stdin): a request, a list or one lead.")],
 ) -> None:
     """Score leads in-process with the serving code path and print the JSON response."""
@@ -150,18 +129,9 @@ def predict(
 
     request = read_instances(instances)
     predictor = LeadScoringPredictor()
-    predictor.load(artifacts)
+    predictor.load(resolve_model(model))
     try:
         response = predictor.postprocess(predictor.predict(predictor.preprocess(request)))
     except HTTPException as exc:
         raise LeadscoreError(str(exc.detail)) from exc
     print_json(response)
-
-
-def main() -> None:
-    """Entry point of the ``leadscore`` console script."""
-    try:
-        app()
-    except (LeadscoreError, ArtifactError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(1)
