@@ -92,7 +92,21 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced.
+
+    Attributes:
+        out: The artifact directory.
+        metrics: Test metrics.
+        spec: Which columns were used and how.
+        rows_train: Training rows.
+        rows_test: Held-out rows.
+        seconds: Wall time of the run.
+        holdout: The held-out rows as prepared feature columns (what
+            ``FeatureTransform.transform_columns`` takes), kept so that another model (the champion)
+            can be scored on exactly the same rows.
+        holdout_target: The held-out targets.
+        holdout_predictions: This model's predictions for the held-out rows.
+    """
 
     out: Path
     metrics: dict[str, float]
@@ -100,6 +114,9 @@ class TrainResult:
     rows_train: int
     rows_test: int
     seconds: float
+    holdout: pd.DataFrame
+    holdout_target: np.ndarray
+    holdout_predictions: np.ndarray
 
 
 def fit_booster(matrix: sparse.csr_matrix | np.ndarray, y: np.ndarray, params: XGBParams) -> xgb.Booster:
@@ -182,7 +199,8 @@ def train(config: TrainConfig, progress: Callable[[str], None] | None = None) ->
     )
     return TrainResult(
         out=out, metrics=metrics, spec=spec, rows_train=len(train_idx), rows_test=len(test_idx),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, holdout=prepared_test, holdout_target=y_test,
+        holdout_predictions=test_pred,
     )
 
 
