@@ -38,8 +38,13 @@ class LeadScoringModel:
     manifest: dict[str, Any]
 
     @classmethod
-    def load(cls, uri: str | os.PathLike[str], gcs_client: Any = None) -> LeadScoringModel:
+    def load(cls, uri: str | os.PathLike[str], gcs_client: Any = None, threads: int | None = None) -> LeadScoringModel:
         """Loads and verifies an artifact directory (local path or ``gs://`` URI).
+
+        Args:
+            uri: The artifact directory.
+            gcs_client: A ``google.cloud.storage.Client`` for ``gs://`` URIs (default client otherwise).
+            threads: XGBoost prediction threads; ``None`` uses every core (batch scoring).
 
         Raises:
             predictor.artifacts.ArtifactError: The artifacts are missing or altered.
@@ -48,6 +53,8 @@ class LeadScoringModel:
         try:
             booster = xgb.Booster()
             booster.load_model(str(artifacts.path / MODEL_FILE))
+            if threads:
+                booster.set_param({"nthread": threads})
             transform = FeatureTransform.load(artifacts.path / TRANSFORM_FILE)
             metadata = read_json(artifacts.path / METADATA_FILE)
         finally:

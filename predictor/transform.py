@@ -121,6 +121,15 @@ class FeatureTransform:
             offset += len(feature.categories)
         self._n_outputs = offset
         self._missing_tokens = frozenset(self.missing_tokens)
+        # Request-path lookups: raw JSON value → output column, with null and the missing tokens
+        # already mapped to the "missing" category's column.
+        self._request_lookups: list[dict[str | None, int]] = []
+        for lookup in self._category_columns:
+            missing_column = lookup.get(MISSING_CATEGORY, -1)
+            extended: dict[str | None, int] = dict(lookup)
+            for token in (None, *self.missing_tokens):
+                extended[token] = missing_column
+            self._request_lookups.append(extended)
         if not self.output_names:
             self.output_names = [f.name for f in self.numeric] + [
                 f"{f.name}_{c}" for f in self.categorical for c in f.categories
@@ -169,45 +178,28 @@ class FeatureTransform:
             InstanceError: An instance is not an object, a numeric field is not a finite
                 number, or a categorical field is not a string.
         """
+        # Column by column: a list comprehension per feature plus a type check on the set of
+        # types runs at C speed; the per-value loop below only runs to name a bad value.
+        if set(map(type, instances)) != {dict}:
+            for i, instance in enumerate(instances):
+                if not isinstance(instance, dict):
+                    raise InstanceError(i, None, f"expected an object keyed by feature name, got {_json_type(instance)}")
         n = len(instances)
         raw = np.empty((n, len(self.numeric)), dtype=np.float64)
-        hot_rows: list[int] = []
-        hot_cols: list[int] = []
-        numeric = [(f.name, f.boolean) for f in self.numeric]
-        categorical = list(zip((f.name for f in self.categorical), self._category_columns))
-        tokens = self._missing_tokens
-        for i, instance in enumerate(instances):
-            if not isinstance(instance, dict):
-                raise InstanceError(i, None, f"expected an object keyed by feature name, got {_json_type(instance)}")
-            for j, (name, boolean) in enumerate(numeric):
-                value = instance.get(name)
-                if value is None:
-                    raw[i, j] = math.nan
-                elif boolean and isinstance(value, (str, bool, int)):
-                    try:
-                        raw[i, j] = boolean_value(value)
-                    except ValueError as exc:
-                        raise InstanceError(i, name, str(exc)) from None
-                elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                    number = float(value)
-                    if not math.isfinite(number):
-                        raise InstanceError(i, name, f"expected a finite number, got {value!r}")
-                    raw[i, j] = number
-                else:
-                    raise InstanceError(i, name, f"expected a number, got {_json_type(value)}")
-            for name, columns in categorical:
-                value = instance.get(name)
-                if value is None:
-                    value = MISSING_CATEGORY
-                elif not isinstance(value, str):
-                    raise InstanceError(i, name, f"expected a string, got {_json_type(value)}")
-                elif value in tokens:
-                    value = MISSING_CATEGORY
-                column = columns.get(value)
-                if column is not None:  # unknown categories are ignored: all zeros
-                    hot_rows.append(i)
-                    hot_cols.append(column)
-        return self._assemble(raw, np.asarray(hot_rows, dtype=np.intp), np.asarray(hot_cols, dtype=np.intp))
+        for j, feature in enumerate(self.numeric):
+            raw[:, j] = _numeric_values([instance.get(feature.name) for instance in instances], feature)
+        rows_parts, cols_parts = [], []
+        for feature, lookup in zip(self.categorical, self._request_lookups):
+            values = [instance.get(feature.name) for instance in instances]
+            if not set(map(type, values)) <= _TEXT_TYPES:
+                for i, value in enumerate(values):
+                    if type(value) not in _TEXT_TYPES:
+                        raise InstanceError(i, feature.name, f"expected a string, got {_json_type(value)}")
+            mapped = np.array([lookup.get(v, -1) for v in values], dtype=np.intp)
+            known = np.flatnonzero(mapped >= 0)  # unknown categories are ignored: all zeros
+            rows_parts.append(known)
+            cols_parts.append(mapped[known])
+        return self._assemble(raw, *_concat(rows_parts, cols_parts))
 
     # The columnar path (batch prediction, training, tests) ----------------------------------
 
@@ -240,9 +232,7 @@ class FeatureTransform:
             known = np.flatnonzero(mapped >= 0)
             rows_parts.append(known)
             cols_parts.append(mapped[known])
-        hot_rows = np.concatenate(rows_parts) if rows_parts else np.empty(0, dtype=np.intp)
-        hot_cols = np.concatenate(cols_parts) if cols_parts else np.empty(0, dtype=np.intp)
-        return self._assemble(raw, hot_rows, hot_cols)
+        return self._assemble(raw, *_concat(rows_parts, cols_parts))
 
     def _category_codes(self, values: Any, lookup: Mapping[str, int]) -> np.ndarray:
         """Output column of each value's one-hot, -1 where the category is unknown."""
@@ -306,6 +296,45 @@ class FeatureTransform:
         import json
 
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
+def _numeric_values(values: list[Any], feature: NumericFeature) -> np.ndarray:
+    """One numeric feature's JSON values as float64 (NaN for missing), validated."""
+    if not feature.boolean and set(map(type, values)) <= _NUMBER_TYPES:
+        array = np.array(values, dtype=np.float64)  # None becomes NaN
+        bad = np.flatnonzero(~np.isfinite(array))
+        for i in bad:
+            if values[i] is not None:  # NaN or ±Infinity sent as a number
+                raise InstanceError(int(i), feature.name, f"expected a finite number, got {values[i]!r}")
+        return array
+    array = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        if value is None:
+            array[i] = math.nan
+        elif feature.boolean and isinstance(value, (str, bool, int)):
+            try:
+                array[i] = boolean_value(value)
+            except ValueError as exc:
+                raise InstanceError(i, feature.name, str(exc)) from None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+            if not math.isfinite(number):
+                raise InstanceError(i, feature.name, f"expected a finite number, got {value!r}")
+            array[i] = number
+        else:
+            raise InstanceError(i, feature.name, f"expected a number, got {_json_type(value)}")
+    return array
+
+
+def _concat(rows_parts: list[np.ndarray], cols_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenates per-feature one-hot coordinates (empty arrays when there are none)."""
+    if not rows_parts:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    return np.concatenate(rows_parts), np.concatenate(cols_parts)
 
 
 def _json_type(value: Any) -> str:
