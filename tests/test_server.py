@@ -49,7 +49,7 @@ def test_parameters_are_accepted(synth_server):
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "needle"),
     [
-        ("{not json", "application/json", 400, "JSON deserialization failed"),
+        ("{not json", "application/json", 400, "request body is not valid JSON: Expecting property name"),
         (json.dumps({"instances": [EXAMPLE_LEAD]}), "text/plain", 400, "text/plain"),
         (json.dumps({"instances": [EXAMPLE_LEAD | {"pages_visited": "many"}]}), "application/json", 400,
          "instances[0].pages_visited: expected a number"),

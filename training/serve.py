@@ -10,11 +10,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from predictor.handler import LeadScoringHandler
+from predictor.predictor import LeadScoringPredictor
+
 CPR_APP = "google.cloud.aiplatform.prediction.model_server:CprModelServer"
-HANDLER_MODULE = "google.cloud.aiplatform.prediction.handler"
-HANDLER_CLASS = "PredictionHandler"
-PREDICTOR_MODULE = "predictor.predictor"
-PREDICTOR_CLASS = "LeadScoringPredictor"
+# Derived from the classes, which are also what the image build hands to
+# LocalModel.build_cpr_model: the local server and the image cannot drift apart.
+HANDLER_MODULE = LeadScoringHandler.__module__
+HANDLER_CLASS = LeadScoringHandler.__name__
+PREDICTOR_MODULE = LeadScoringPredictor.__module__
+PREDICTOR_CLASS = LeadScoringPredictor.__name__
 HEALTH_ROUTE = "/health"
 PREDICT_ROUTE = "/predict"
 

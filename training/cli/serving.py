@@ -1,0 +1,54 @@
+"""Serving commands beyond ``predict``: ``image build``/``image dockerfile``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from training.cli.app import app, console
+from training.cli.core import ModelRef
+from training.refs import resolve_model
+
+image_app = typer.Typer(help="The Vertex AI CPR serving image.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+BaseImage = Annotated[
+    Optional[str],
+    typer.Option(help="Base image with python and pip. Default: python:X.Y-slim of this interpreter."),
+]
+
+
+@image_app.command("build")
+def image_build(
+    model: ModelRef,
+    image: Annotated[str, typer.Option(help="Image URI to tag, e.g. us-docker.pkg.dev/PROJECT/REPO/leadscore:1.0.0.")],
+    base_image: BaseImage = None,
+    context: Annotated[
+        Optional[Path], typer.Option(help="Stage the build context in this (empty) directory and keep it.")
+    ] = None,
+) -> None:
+    """Build the CPR serving image (LocalModel.build_cpr_model; needs a Docker API, e.g. podman)."""
+    from training.image import DEFAULT_BASE_IMAGE, build_image
+
+    # docker build's output is logged by the SDK at INFO; show it.
+    logging.getLogger("google.cloud.aiplatform.docker_utils").setLevel(logging.INFO)
+    console.print(f"building {image} (linux/amd64) for {model}")
+    staged = build_image(resolve_model(model), image, base_image or DEFAULT_BASE_IMAGE, context_dir=context)
+    pins = ", ".join(f"{name}=={version}" for name, version in staged.pins.items())
+    console.print(f"built [bold]{image}[/] ({pins})")
+
+
+@image_app.command("dockerfile")
+def image_dockerfile(
+    model: ModelRef,
+    image: Annotated[str, typer.Option(help="Image URI the Dockerfile is built for.")] = "leadscore-serving:local",
+    base_image: BaseImage = None,
+) -> None:
+    """Print the Dockerfile `image build` would build (no Docker needed)."""
+    from training.image import DEFAULT_BASE_IMAGE, dockerfile
+
+    sys.stdout.write(dockerfile(resolve_model(model), image, base_image or DEFAULT_BASE_IMAGE))
