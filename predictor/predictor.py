@@ -16,6 +16,7 @@ from fastapi import HTTPException
 from google.cloud.aiplatform.prediction.predictor import Predictor
 
 from predictor.model import LeadScoringModel
+from predictor.prediction_log import open_prediction_log
 from predictor.transform import InstanceError
 
 DEFAULT_MAX_INSTANCES = 10_000
@@ -35,11 +36,13 @@ class PreparedRequest:
         matrix: The model input matrix, one row per instance.
         parameters: The request's ``parameters`` object.
         predictions: Filled in by ``predict``.
+        body: The decoded request, kept for the prediction log.
     """
 
     matrix: np.ndarray
     parameters: dict[str, Any] = field(default_factory=dict)
     predictions: np.ndarray | None = None
+    body: Any = None
 
 
 def bad_request(message: str) -> HTTPException:
@@ -66,6 +69,8 @@ class LeadScoringPredictor(Predictor):
         threads = int(os.environ.get(PREDICT_THREADS_ENV, DEFAULT_PREDICT_THREADS))
         self.model_ = LeadScoringModel.load(artifacts_uri, threads=threads)
         self.max_instances_ = int(os.environ.get(MAX_INSTANCES_ENV, DEFAULT_MAX_INSTANCES))
+        # Off unless LEADSCORE_PREDICTION_LOG_DIR is set (see predictor/prediction_log.py).
+        self.prediction_log_ = open_prediction_log(f"{self.model_.name}@{self.model_.version}")
 
     def preprocess(self, prediction_input: Any) -> PreparedRequest:
         """Validates the request body and builds the model input matrix with numpy.
@@ -93,7 +98,7 @@ class LeadScoringPredictor(Predictor):
             matrix = self.model_.transform.encode_instances(instances)
         except InstanceError as exc:
             raise bad_request(str(exc)) from exc
-        return PreparedRequest(matrix=matrix, parameters=parameters)
+        return PreparedRequest(matrix=matrix, parameters=parameters, body=prediction_input)
 
     def predict(self, instances: PreparedRequest) -> PreparedRequest:
         """Scores the prepared matrix with the booster directly (``inplace_predict``)."""
@@ -102,7 +107,10 @@ class LeadScoringPredictor(Predictor):
 
     def postprocess(self, prediction_results: PreparedRequest) -> dict[str, Any]:
         """Returns ``{"predictions": [...], "model_version": ...}`` as plain JSON types."""
-        return {
+        response = {
             "predictions": prediction_results.predictions.tolist(),
             "model_version": self.model_.version,
         }
+        if self.prediction_log_ is not None:
+            self.prediction_log_.log(prediction_results.body, response)
+        return response
