@@ -11,3 +11,7 @@ class DataError(LeadscoreError):
 
 class SourceError(LeadscoreError):
     """A data source URI cannot be read."""
+
+
+class MonitorError(LeadscoreError):
+    """A monitoring window, label file or action cannot be used (no rows, missing columns...)."""

@@ -1,6 +1,7 @@
 """The ``leadscore`` command line: importing each command module registers its commands on ``app``."""
 
 from training.cli import core  # noqa: F401  (registers its commands)
+from training.cli import monitor  # noqa: F401
 from training.cli import serving  # noqa: F401
 from training.cli.app import app, main
 
