@@ -15,12 +15,17 @@ import numpy as np
 from fastapi import HTTPException
 from google.cloud.aiplatform.prediction.predictor import Predictor
 
+from predictor.explain import Explanations, explain_matrix
 from predictor.model import LeadScoringModel
 from predictor.prediction_log import open_prediction_log
 from predictor.transform import InstanceError
 
 DEFAULT_MAX_INSTANCES = 10_000
 MAX_INSTANCES_ENV = "LEADSCORE_MAX_INSTANCES"
+# Exact TreeSHAP costs about a millisecond per instance on one core (100 trees of depth 6), some
+# hundred times a prediction; the request blocks its worker meanwhile, health checks included.
+DEFAULT_MAX_EXPLAIN_INSTANCES = 1_000
+MAX_EXPLAIN_INSTANCES_ENV = "LEADSCORE_MAX_EXPLAIN_INSTANCES"
 # One XGBoost thread per request: the server's parallelism is its worker processes (the CPR image
 # runs one per core), and an OpenMP team per request oversubscribes the cores. Measured here on
 # 2 busy cores, a 64-row request took 0.4 ms with 1 thread and 20 ms with 2.
@@ -36,12 +41,14 @@ class PreparedRequest:
         matrix: The model input matrix, one row per instance.
         parameters: The request's ``parameters`` object.
         predictions: Filled in by ``predict``.
+        explanations: Filled in by ``predict`` when ``parameters.explain`` is true.
         body: The decoded request, kept for the prediction log.
     """
 
     matrix: np.ndarray
     parameters: dict[str, Any] = field(default_factory=dict)
     predictions: np.ndarray | None = None
+    explanations: Explanations | None = None
     body: Any = None
 
 
@@ -54,7 +61,8 @@ class LeadScoringPredictor(Predictor):
     """Scores leads with the XGBoost model and fitted transform of one artifact directory.
 
     Configuration comes from the environment, as everything else in a serving container:
-    ``LEADSCORE_MAX_INSTANCES`` caps the instances per request (default 10,000);
+    ``LEADSCORE_MAX_INSTANCES`` caps the instances per request (default 10,000),
+    ``LEADSCORE_MAX_EXPLAIN_INSTANCES`` those of a request with ``parameters.explain`` (default 1,000);
     ``LEADSCORE_PREDICT_THREADS`` sets XGBoost's threads per request (default 1).
     """
 
@@ -69,6 +77,7 @@ class LeadScoringPredictor(Predictor):
         threads = int(os.environ.get(PREDICT_THREADS_ENV, DEFAULT_PREDICT_THREADS))
         self.model_ = LeadScoringModel.load(artifacts_uri, threads=threads)
         self.max_instances_ = int(os.environ.get(MAX_INSTANCES_ENV, DEFAULT_MAX_INSTANCES))
+        self.max_explain_instances_ = int(os.environ.get(MAX_EXPLAIN_INSTANCES_ENV, DEFAULT_MAX_EXPLAIN_INSTANCES))
         # Off unless LEADSCORE_PREDICTION_LOG_DIR is set (see predictor/prediction_log.py).
         self.prediction_log_ = open_prediction_log(f"{self.model_.name}@{self.model_.version}")
 
@@ -94,6 +103,14 @@ class LeadScoringPredictor(Predictor):
         parameters = prediction_input.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise bad_request("'parameters' must be an object")
+        if not isinstance(parameters.get("explain", False), bool):
+            raise bad_request("'parameters.explain' must be true or false")
+        if parameters.get("explain") and len(instances) > self.max_explain_instances_:
+            raise HTTPException(
+                status_code=413,
+                detail=f"'instances' holds {len(instances)} instances; at most {self.max_explain_instances_} "
+                "per request with 'parameters.explain'",
+            )
         try:
             matrix = self.model_.transform.encode_instances(instances)
         except InstanceError as exc:
@@ -103,12 +120,23 @@ class LeadScoringPredictor(Predictor):
     def predict(self, instances: PreparedRequest) -> PreparedRequest:
         """Scores the prepared matrix with the booster directly (``inplace_predict``)."""
         instances.predictions = self.model_.predict_matrix(instances.matrix)
+        if instances.parameters.get("explain"):
+            instances.explanations = explain_matrix(self.model_.booster, self.model_.transform, instances.matrix)
         return instances
 
     def postprocess(self, prediction_results: PreparedRequest) -> dict[str, Any]:
-        """Returns ``{"predictions": [...], "model_version": ...}`` as plain JSON types."""
+        """Returns ``{"predictions": [...], "model_version": ...}`` as plain JSON types.
+
+        With ``parameters.explain`` each prediction is an object ``{"score", "base_value",
+        "attributions"}`` instead of a number: Vertex AI passes only ``predictions`` through to
+        ``Endpoint.predict`` callers, so explanations must travel inside it.
+        """
+        predictions = prediction_results.predictions.tolist()
+        explanations = prediction_results.explanations
+        if explanations is not None:
+            predictions = [{"score": score, **explanations.row(i)} for i, score in enumerate(predictions)]
         response = {
-            "predictions": prediction_results.predictions.tolist(),
+            "predictions": predictions,
             "model_version": self.model_.version,
         }
         if self.prediction_log_ is not None:

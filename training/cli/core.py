@@ -123,15 +123,22 @@ def predict(
     instances: Annotated[str, typer.Option(help="JSON file ('-' for stdin): a request, a list or one lead.")],
 ) -> None:
     """Score leads in-process with the serving code path and print the JSON response."""
+    print_json(predict_in_process(model, read_instances(instances)))
+
+
+def predict_in_process(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Answers a prediction request with ``LeadScoringPredictor`` in this process (the server's code path).
+
+    Raises:
+        LeadscoreError: The request is malformed (the message is the server's 4xx detail).
+    """
     from fastapi import HTTPException
 
     from predictor.predictor import LeadScoringPredictor
 
-    request = read_instances(instances)
     predictor = LeadScoringPredictor()
     predictor.load(resolve_model(model))
     try:
-        response = predictor.postprocess(predictor.predict(predictor.preprocess(request)))
+        return predictor.postprocess(predictor.predict(predictor.preprocess(request)))
     except HTTPException as exc:
         raise LeadscoreError(str(exc.detail)) from exc
-    print_json(response)

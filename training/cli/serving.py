@@ -1,4 +1,4 @@
-"""Serving commands beyond ``predict``: ``image build``/``image dockerfile``."""
+"""Serving commands beyond ``predict``: ``explain``, ``image build``/``image dockerfile``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,47 @@ from typing import Annotated, Optional
 
 import typer
 
-from training.cli.app import app, console
-from training.cli.core import ModelRef
+from rich.table import Table
+
+from training.cli.app import app, console, print_json, stdout
+from training.cli.core import ModelRef, predict_in_process, read_instances
+from training.errors import LeadscoreError
 from training.refs import resolve_model
 
 image_app = typer.Typer(help="The Vertex AI CPR serving image.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+
+
+
+@app.command()
+def explain(
+    model: ModelRef,
+    instance: Annotated[str, typer.Option(help="JSON file with one lead ('-' for stdin).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+) -> None:
+    """Explain one lead's score: exact per-feature contributions (TreeSHAP), largest first."""
+    from training.client import LeadExplanation
+
+    request = read_instances(instance)
+    leads = request.get("instances")
+    if not isinstance(leads, list) or len(leads) != 1:
+        raise LeadscoreError(f"{instance}: explain takes exactly one lead")
+    request["parameters"] = {**(request.get("parameters") or {}), "explain": True}
+    explanation = LeadExplanation.from_prediction(predict_in_process(model, request)["predictions"][0])
+    if json_output:
+        print_json({"score": explanation.score, "base_value": explanation.base_value,
+                    "attributions": dict(explanation.ranked())})
+        return
+    lead = leads[0]
+    table = Table(title=f"score {explanation.score:.4f} = base value {explanation.base_value:.4f} + contributions")
+    table.add_column("feature")
+    table.add_column("value")
+    table.add_column("contribution", justify="right")
+    for feature, value in explanation.ranked():
+        style = "green" if value > 0 else "red" if value < 0 else "dim"
+        table.add_row(feature, str(lead.get(feature, "(missing)")), f"[{style}]{value:+.4f}[/]")
+    stdout.print(table)
+
 
 BaseImage = Annotated[
     Optional[str],
