@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow clean checkov
+.PHONY: install demo test test-slow clean checkov smoke-image
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test-slow: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .leadscore demo-out
+
+# The serving image in a real container: leadscore image build (LocalModel.build_cpr_model), then
+# deploy_to_local_endpoint. Uses Docker where it runs, else podman (scripts/container-runtime.sh).
+# Exit 77 from the script means no runtime can be set up here: the reason is printed, then skipped.
+smoke-image: $(STAMP)
+	$(BIN)/python scripts/smoke_image.py; rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "make smoke-image: SKIPPED (reason above)"; else exit $$rc; fi
 
 # checkov pins packages that conflict with ours, so it gets its own virtualenv.
 # Pinned: a new checkov release adds checks and could fail an unchanged infra/.

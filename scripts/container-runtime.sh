@@ -6,8 +6,10 @@
 #   scripts/container-runtime.sh down      stop the service that `up` started (nothing else)
 #   scripts/container-runtime.sh status    say whether that service runs (exit 0) or not (exit 1)
 #   scripts/container-runtime.sh env       print the `export ...` lines without starting anything
-#   scripts/container-runtime.sh netstate  print the host's network state (links, addresses, firewall
-#                                          rules, forwarding sysctls) for before/after comparisons
+#   scripts/container-runtime.sh mirror [CODENAME]  print the Debian mirror the base image is built from
+#   scripts/container-runtime.sh netstate  print the host's network state (links, addresses, network
+#                                          namespaces, firewall rules, forwarding sysctls) for
+#                                          before/after comparisons
 #
 # Why podman: no Docker daemon runs on the project's machines and no image registry is reachable,
 # but Debian's podman serves the Docker API on a unix socket, so the SDK's LocalModel.build_cpr_model
@@ -24,6 +26,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${LEADSCORE_CONTAINERS_DIR:-$ROOT/.containers}"
+APT_DIR="${LEADSCORE_APT_DIR:-/etc/apt}"  # overridable for tests of the mirror lookup
 BASE_IMAGE="${LEADSCORE_BASE_IMAGE:-localhost/leadscore-base:bookworm}"
 SOCK="$WORK/podman.sock"
 PIDFILE="$WORK/podman.pid"
@@ -81,6 +84,8 @@ netstate() {
     ip -o link | sed -E 's/ +/ /g'
     echo "## ip -o addr"
     ip -o addr | sed -E 's/ +/ /g; s/ valid_lft.*//'
+    echo "## network namespaces"
+    ls /run/netns 2>/dev/null || true
     echo "## iptables-save"
     iptables-save 2>/dev/null | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//g' || true
     echo "## ip6tables-save"
@@ -98,7 +103,7 @@ netstate() {
 debian_mirror() {
     local codename="$1" file
     shopt -s nullglob
-    for file in /etc/apt/sources.list.d/*.sources; do
+    for file in "$APT_DIR"/sources.list.d/*.sources; do
         awk -v codename="$codename" '
             function flush() {
                 if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " codename " ") && enabled != "no" && uri != "") {
@@ -115,7 +120,7 @@ debian_mirror() {
             END { if (!found) flush() }
         ' "$file"
     done
-    for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    for file in "$APT_DIR"/sources.list "$APT_DIR"/sources.list.d/*.list; do
         [[ -r "$file" ]] || continue
         # deb [options] URI SUITE COMPONENTS...
         sed -E 's/#.*//; s/\[[^]]*\]//' "$file" | awk -v codename="$codename" '$1 == "deb" && $3 == codename { print $2 }'
@@ -123,7 +128,15 @@ debian_mirror() {
 }
 
 write_config() {
+    # Runtime state (runroot, tmp_dir) must not outlive a reboot, as it would on a tmpfs; the work
+    # folder is on disk, so it is cleared when the boot id changes.
+    local boot_id
+    boot_id="$(cat /proc/sys/kernel/random/boot_id)"
+    if [[ -d "$WORK/run" && "$(cat "$WORK/run/boot_id" 2>/dev/null)" != "$boot_id" ]]; then
+        rm -rf "$WORK/run"
+    fi
     mkdir -p "$WORK"/{storage,run,tmp,net.d}
+    echo "$boot_id" >"$WORK/run/boot_id"
     # The root defaults of podman's ulimits exceed what these machines allow; runc because crun
     # fails on their mixed cgroup v1/v2 hierarchy; file events because there is no journald.
     cat >"$WORK/containers.conf.new" <<EOF
@@ -175,7 +188,7 @@ build_base_image() {
         return
     fi
     mirror="$(debian_mirror "$codename" | head -n 1)"
-    [[ -n "$mirror" ]] || die "no Debian mirror for $codename in /etc/apt/sources.list{,.d/*}"
+    [[ -n "$mirror" ]] || die "no Debian mirror for $codename in $APT_DIR/sources.list{,.d/*}"
     say "building $BASE_IMAGE with debootstrap from $mirror (about a minute)"
     started=$SECONDS
     rootfs="$WORK/base-rootfs"
@@ -275,8 +288,9 @@ case "${1:-}" in
     status)
         if pid="$(service_pid)"; then say "running (pid $pid) on $SOCK"; else say "not running"; exit 1; fi ;;
     env) print_env ;;
+    mirror) debian_mirror "${2:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}" | head -n 1 ;;
     netstate) netstate ;;
     *)
-        echo "usage: $0 up|down|status|env|netstate" >&2
+        echo "usage: $0 up|down|status|env|mirror|netstate" >&2
         exit 2 ;;
 esac
