@@ -128,14 +128,13 @@ def _print_result(result) -> None:  # noqa: ANN001 (CheckResult, imported lazily
     stdout.print(f"model [bold]{result.model}[/] (version {result.version}) · window {window.source}: "
                  f"{window.rows:,} leads" + (f" in {window.requests:,} logged requests" if window.requests else ""))
     table = Table(title="Drift against the training profile")
-    for column, justify in (("feature", "left"), ("type", "left"), ("metric", "left"), ("value", "right"),
-                            ("threshold", "right"), ("drifted", "left"), ("missing train → serving", "right"),
-                            ("unseen", "right")):
-        table.add_column(column, justify=justify)
+    table.add_column("feature", no_wrap=True)
+    for column in ("metric", "value", "threshold", "drift", "missing (train → serving)", "unseen"):
+        table.add_column(column, justify="left" if column in ("metric", "drift") else "right")
     for f in [*result.drift.features, result.drift.prediction]:
-        status = "[red bold]yes[/]" if f.drifted else "[yellow]data issue[/]" if f.issues else "[green]no[/]"
+        status = "[red bold]yes[/]" if f.drifted else "[yellow]issue[/]" if f.issues else "[green]no[/]"
         table.add_row(
-            f.feature, f.kind, "JS divergence" if f.metric.startswith("jensen") else "L-infinity", _value(f.value),
+            escape(f.feature), "JS" if f.metric.startswith("jensen") else "L-inf", _value(f.value),
             f"{f.threshold:g}", status, f"{f.missing_rate_training:.1%} → {f.missing_rate_serving:.1%}",
             "" if f.unseen_rate is None else f"{f.unseen_rate:.1%}",
         )
@@ -196,6 +195,9 @@ def create_job(
     project: Annotated[Optional[str], typer.Option(envvar="GOOGLE_CLOUD_PROJECT", help="Google Cloud project.")] = None,
     location: Annotated[str, typer.Option(envvar="GOOGLE_CLOUD_REGION", help="Vertex AI region.")] = "us-central1",
     email: Annotated[Optional[list[str]], typer.Option(help="Who gets alert e-mails (repeatable).")] = None,
+    notification_channel: Annotated[Optional[list[str]], typer.Option(
+        help="Cloud Monitoring notification channel that also gets alerts (repeatable; e.g. the Terraform "
+             "output notification_channel).")] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drift threshold of every feature.")] = 0.3,
     feature_threshold: Annotated[Optional[list[str]], typer.Option(
         help="Threshold of one feature, FEATURE=NUMBER (repeatable).")] = None,
@@ -219,7 +221,8 @@ def create_job(
     spec = MonitoringJobSpec(
         endpoint=endpoint, features=features,
         thresholds=DriftThresholds(default=threshold, per_feature=_parse_thresholds(feature_threshold)),
-        sample_rate=sample_rate, interval_hours=interval_hours, emails=list(email or []), display_name=display_name,
+        sample_rate=sample_rate, interval_hours=interval_hours, emails=list(email or []),
+        notification_channels=list(notification_channel or []), display_name=display_name,
     )
     unknown = sorted(set(spec.thresholds.per_feature) - set(features))
     if unknown:

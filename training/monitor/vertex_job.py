@@ -28,6 +28,8 @@ class MonitoringJobSpec:
         sample_rate: Share of requests logged for monitoring.
         interval_hours: How often the job analyses the logs (Vertex AI allows whole hours, at least 1).
         emails: Who gets alert e-mails.
+        notification_channels: Cloud Monitoring notification channels that also get alerts
+            (e.g. the Terraform module's ``notification_channel`` output).
         display_name: The job's name in the console; derived from the endpoint when None.
         labels: Resource labels.
     """
@@ -38,6 +40,7 @@ class MonitoringJobSpec:
     sample_rate: float = DEFAULT_SAMPLE_RATE
     interval_hours: int = DEFAULT_INTERVAL_HOURS
     emails: list[str] = field(default_factory=list)
+    notification_channels: list[str] = field(default_factory=list)
     display_name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -51,7 +54,8 @@ def create_monitoring_job(spec: MonitoringJobSpec, project: str | None = None, l
     """Creates the monitoring job with the Vertex AI SDK.
 
     The SDK applies the objective to every model deployed on the endpoint; it reads the endpoint
-    first to list them.
+    first to list them. Anomalies are also written to Cloud Logging (``enable_logging``), which
+    the Terraform module's alert policy watches.
 
     Args:
         spec: What to monitor and how.
@@ -74,7 +78,8 @@ def create_monitoring_job(spec: MonitoringJobSpec, project: str | None = None, l
         objective_configs=objective,
         logging_sampling_strategy=model_monitoring.RandomSampleConfig(sample_rate=spec.sample_rate),
         schedule_config=model_monitoring.ScheduleConfig(monitor_interval=spec.interval_hours),
-        alert_config=model_monitoring.EmailAlertConfig(user_emails=list(spec.emails), enable_logging=True),
+        alert_config=model_monitoring.AlertConfig(user_emails=list(spec.emails), enable_logging=True,
+                                                  notification_channels=list(spec.notification_channels)),
         labels=spec.labels or None,
         project=project,
         location=location,
