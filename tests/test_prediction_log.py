@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from predictor.prediction_log import (
     DIR_ENV,
@@ -21,7 +24,9 @@ from predictor.prediction_log import (
     PredictionLogger,
 )
 from predictor.model import LeadScoringModel
+from training.cli import app
 from training.monitor.window import load_window
+from training.serve import free_port
 from training.synth import EXAMPLE_LEAD, generate_leads
 
 
@@ -142,3 +147,36 @@ def test_the_real_server_logs_what_it_answered(synth_model: Path, cpr_server, tm
     assert window.frame["logged_prediction"].to_numpy() == pytest.approx(expected, abs=1e-6)
     assert httpx.get(f"{server.url}/health").status_code == 200
     assert os.listdir(log_dir)
+
+
+def test_leadscore_serve_logs_into_the_state_dir_for_monitor(synth_model: Path, tmp_path: Path):
+    home = tmp_path / "home"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in (DIR_ENV, RATE_ENV, "LEADSCORE_HOME")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "training", "--home", str(home), "serve", "--model", str(synth_model), "--port",
+         str(port), "--prediction-log-rate", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        leads = generate_leads(8, seed=6).drop_columns(["conversion_probability"]).to_pylist()
+        for lead in leads:
+            assert httpx.post(f"{url}/predict", json={"instances": [lead]}).status_code == 200
+        while len(_lines(home / "predictions")) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert f"logging 100% of requests to {home.absolute() / 'predictions'}" in " ".join(output.split())
+    result = CliRunner().invoke(app, ["monitor", "drift", "--model", str(synth_model), "--window",
+                                      str(home / "predictions"), "--json"], catch_exceptions=False)
+    payload = json.loads(result.stdout)
+    assert payload["window"]["rows"] == 8 and payload["window"]["requests"] == 8

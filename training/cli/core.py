@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -91,15 +92,26 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (AIP_HTTP_PORT).")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    prediction_log_rate: Annotated[float, typer.Option(
+        min=0.0, max=1.0, envvar="LEADSCORE_PREDICTION_LOG_RATE",
+        help="Share of requests logged to <state dir>/predictions (or $LEADSCORE_PREDICTION_LOG_DIR) for "
+             "'leadscore monitor drift'; 0 turns logging off.")] = 0.8,
 ) -> None:
     """Serve a model with Vertex AI's CPR model server (POST /predict, GET /health)."""
     from predictor.artifacts import open_artifacts
+    from predictor.prediction_log import DIR_ENV, RATE_ENV
     from training.serve import serve as run_server
+    from training.state import home_dir
 
     artifacts = resolve_model(model)
     # Fail here with a clear message rather than inside the server's start-up.
     open_artifacts(artifacts).cleanup()
     console.print(f"serving {artifacts} on http://{host}:{port} (POST /predict, GET /health)")
+    # The server processes read these (predictor/prediction_log.py).
+    os.environ[RATE_ENV] = str(prediction_log_rate)
+    if prediction_log_rate > 0:
+        os.environ.setdefault(DIR_ENV, str((home_dir() / "predictions").absolute()))
+        console.print(f"logging {prediction_log_rate:.0%} of requests to {os.environ[DIR_ENV]}")
     run_server(artifacts, host=host, port=port, workers=workers)
 
 
