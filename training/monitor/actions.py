@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from training.errors import MonitorError
+from predictor.artifacts import ArtifactError
+from training.errors import LeadscoreError
 from training.state import home_dir
 
 RETRAIN_COMMAND_ENV = "LEADSCORE_RETRAIN_COMMAND"
@@ -88,10 +89,22 @@ def start_retrain(trigger: str, evidence: dict[str, Any], command: list[str] | N
     return ActionResult("retrain", True, f"started {shlex.join(command)} (pid {process.pid}, log {log_path})", details)
 
 
-def rollback_champion(model_ref: str) -> ActionResult:
-    """Rolls the champion of the monitored model back through the model registry.
+def rollback_champion(model_name: str, reason: str) -> ActionResult:
+    """Rolls the champion of ``model_name`` back to the previous champion through the model registry.
 
-    Raises:
-        MonitorError: The model registry is not available.
+    The registry (local, or Vertex AI Model Registry with ``LEADSCORE_REGISTRY=vertex``) moves the
+    ``champion`` alias and logs the rollback with ``reason``; a failure (no champion, nothing to
+    roll back to, artifacts that do not verify) is returned, not raised, so that it is recorded.
     """
-    raise MonitorError("rollback needs the model registry")
+    from training.registry import open_registry
+
+    try:
+        registration = open_registry().rollback(model_name, reason=reason)
+    except (LeadscoreError, ArtifactError) as exc:
+        return ActionResult("rollback", False, f"rollback of {model_name} failed: {exc}")
+    event = registration.event
+    return ActionResult(
+        "rollback", True,
+        f"champion of {model_name} rolled back from {event.previous_champion} to {registration.version.version}",
+        {"registration": registration.to_dict()},
+    )

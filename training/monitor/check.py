@@ -179,7 +179,8 @@ def run_check(config: CheckConfig, history: History | None = None) -> CheckResul
         event = _raise_alert(alert, config.webhook, history)
         events.append(event)
         if config.on_degradation == ROLLBACK:
-            events.append(_record_action(_rollback(config.model), config.model, event, history))
+            reason = f"leadscore monitor alert #{event.id}: {alert.title}"
+            events.append(_record_action(rollback_champion(model.name, reason), config.model, event, history))
 
     report = None
     if config.report is not None:
@@ -201,13 +202,6 @@ def _raise_alert(alert: Alert, webhook: str | None, history: History) -> Event:
         status = "recorded (no webhook)"
     return history.record(Event(kind="alert", name=alert.name, model=alert.model, status=status,
                                 summary=alert.title, evidence={"message": alert.text, **evidence}))
-
-
-def _rollback(model_ref: str) -> ActionResult:
-    try:
-        return rollback_champion(model_ref)
-    except MonitorError as exc:
-        return ActionResult(ROLLBACK, False, f"rollback failed: {exc}")
 
 
 def _record_action(result: ActionResult, model: str, alert: Event, history: History) -> Event:

@@ -189,7 +189,45 @@ def is_log_frame(frame: pd.DataFrame) -> bool:
     return {"request_payload", "response_payload"} <= set(frame.columns)
 
 
-def load_window(source: str, since: datetime | None = None) -> Window:
+def read_bigquery_log(uri: str, since: datetime | None = None, client: Any = None) -> Window | None:
+    """Reads a request-response logging table from BigQuery (the Vertex AI endpoint's sink).
+
+    Args:
+        uri: ``bq://project.dataset.table``.
+        since: Keep only rows logged at or after this time (filtered in the query).
+        client: A ``google.cloud.bigquery.Client``; one for the URI's project when None.
+
+    Returns:
+        The window, or None when the table has not the logging columns (it is a table of leads).
+
+    Raises:
+        training.errors.SourceError: The URI is malformed or BigQuery refuses the read.
+    """
+    from google.api_core import exceptions as google_exceptions
+    from google.cloud import bigquery
+
+    table_id = uri[len("bq://"):]
+    if table_id.count(".") != 2:
+        raise SourceError(f"{uri}: expected bq://project.dataset.table")
+    client = client or bigquery.Client(project=table_id.split(".")[0])
+    try:
+        columns = {field.name for field in client.get_table(table_id).schema}
+        if not {"request_payload", "response_payload"} <= columns:
+            return None
+        selected = ", ".join(c for c in LOG_COLUMNS if c in columns)
+        sql = f"SELECT {selected} FROM `{table_id}`"
+        parameters = []
+        if since is not None:
+            sql += " WHERE logging_time >= @since"
+            parameters.append(bigquery.ScalarQueryParameter("since", "TIMESTAMP", since))
+        sql += " ORDER BY logging_time"
+        rows = client.query_and_wait(sql, job_config=bigquery.QueryJobConfig(query_parameters=parameters))
+        return window_from_log_rows((dict(row.items()) for row in rows), uri)
+    except google_exceptions.GoogleAPIError as exc:
+        raise SourceError(f"{uri}: {exc}") from exc
+
+
+def load_window(source: str, since: datetime | None = None, bigquery_client: Any = None) -> Window:
     """Reads a serving window.
 
     Args:
@@ -198,6 +236,7 @@ def load_window(source: str, since: datetime | None = None) -> Window:
             :func:`training.sources.read_table` reads (``bq://project.dataset.table``...). A
             table with the request-response logging columns is read as a prediction log.
         since: For a prediction log, keep only requests logged at or after this time.
+        bigquery_client: The client for a ``bq://`` source; the default one when None.
 
     Raises:
         MonitorError: The source holds no leads.
@@ -215,6 +254,8 @@ def load_window(source: str, since: datetime | None = None) -> Window:
         window.skipped_lines = skipped[0]
         if skipped[0]:
             log.warning("%s: skipped %d unreadable log line(s)", source, skipped[0])
+    elif source.startswith("bq://") and (logged := read_bigquery_log(source, since, bigquery_client)) is not None:
+        window = logged
     else:
         frame = read_table(source)
         if is_log_frame(frame):
