@@ -15,3 +15,7 @@ class SourceError(LeadscoreError):
 
 class MonitorError(LeadscoreError):
     """A monitoring window, label file or action cannot be used (no rows, missing columns...)."""
+
+
+class RegistryError(LeadscoreError):
+    """A registry reference names nothing, or a promotion or rollback cannot be done."""
