@@ -60,8 +60,14 @@ def train(
         typer.Option(help="Category value meaning 'not given' (repeatable). Default: Select."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    register: Annotated[bool, typer.Option(
+        help="Register the model and apply the promotion policy (see `leadscore registry --help`).")] = False,
+    min_improvement: Annotated[float, typer.Option(
+        min=0.0, help="With --register: how much lower the RMSE must be to replace the champion.")] = 0.0,
+    require_significance: Annotated[bool, typer.Option(
+        help="With --register: also require the paired-bootstrap 95 % interval of the improvement to exclude 0.")] = False,
 ) -> None:
-    """Train and evaluate a model; write its artifact directory."""
+    """Train and evaluate a model; write its artifact directory (and register it with --register)."""
     from predictor.transform import DEFAULT_MISSING_TOKENS
     from training.train import TrainConfig
     from training.train import train as run_training
@@ -75,8 +81,14 @@ def train(
     )
     with console.status("training") as status:
         result = run_training(config, progress=lambda message: status.update(message))
+    registration = None
+    if register:
+        from training.cli.registry import print_registration, register_training
+
+        registration = register_training(result, min_improvement, require_significance)
     if json_output:
-        print_json({"out": str(result.out), "metrics": result.metrics, "dropped_columns": result.spec.dropped})
+        print_json({"out": str(result.out), "metrics": result.metrics, "dropped_columns": result.spec.dropped,
+                    "registration": registration.to_dict() if registration else None})
         return
     table = Table(title=f"Test metrics ({result.rows_test:,} held-out rows)")
     for name in ("rmse", "mae", "r2"):
@@ -84,6 +96,8 @@ def train(
     table.add_row(*(f"{result.metrics[k]:.4f}" for k in ("rmse", "mae", "r2")))
     stdout.print(table)
     stdout.print(f"artifacts: [bold]{result.out}[/] ({result.seconds:.1f} s)")
+    if registration:
+        print_registration(registration)
 
 
 @app.command()
