@@ -1,4 +1,4 @@
-"""Serving commands beyond ``predict``: ``explain``, ``image build``/``image dockerfile``."""
+"""Serving commands beyond ``predict``: ``explain``, ``batch-predict``, ``image build``/``image dockerfile``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,36 @@ def explain(
         style = "green" if value > 0 else "red" if value < 0 else "dim"
         table.add_row(feature, str(lead.get(feature, "(missing)")), f"[{style}]{value:+.4f}[/]")
     stdout.print(table)
+
+
+@app.command("batch-predict")
+def batch_predict(
+    model: ModelRef,
+    input_path: Annotated[str, typer.Option("--input", help="Leads to score: a .parquet, .csv or .jsonl file.")],
+    output: Annotated[str, typer.Option(help="Result file: .jsonl (Vertex batch prediction rows) or .parquet.")],
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows scored at a time (memory is proportional).")] = (
+        100_000
+    ),
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Score a whole table of leads; every input row gets a prediction or an error row."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.batch import batch_predict as run_batch
+
+    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("scoring", total=None)
+        result = run_batch(resolve_model(model), input_path, output, chunk_rows=chunk_rows,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    summary = {"output": str(result.output), "rows": result.rows, "errors": result.errors,
+               "seconds": round(result.seconds, 3), "rows_per_second": round(result.rows_per_second)}
+    if json_output:
+        print_json(summary)
+        return
+    errors = f", [red]{result.errors:,} error rows[/]" if result.errors else ""
+    stdout.print(f"scored {result.rows:,} rows in {result.seconds:.1f} s "
+                 f"({result.rows_per_second:,.0f} rows/s){errors} → [bold]{result.output}[/]")
 
 
 BaseImage = Annotated[
