@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # A Docker-compatible container runtime for the serving-image smoke test, offline, on podman.
 #
-#   scripts/container-runtime.sh up        install + configure podman, build the local base image,
-#                                          start the API service; prints `export ...` lines to eval
-#   scripts/container-runtime.sh down      stop the service that `up` started (nothing else)
-#   scripts/container-runtime.sh status    say whether that service runs (exit 0) or not (exit 1)
-#   scripts/container-runtime.sh env       print the `export ...` lines without starting anything
-#   scripts/container-runtime.sh mirror [CODENAME]  print the Debian mirror the base image is built from
-#   scripts/container-runtime.sh netstate  print the host's network state (links, addresses, network
-#                                          namespaces, firewall rules, forwarding sysctls) for
-#                                          before/after comparisons
+#   scripts/container-runtime.sh up         install + configure podman, build the local base image,
+#                                           start the API service; prints `export ...` lines to eval
+#   scripts/container-runtime.sh down       stop the service that `up` started (nothing else)
+#   scripts/container-runtime.sh status     say whether that service runs (exit 0) or not (exit 1)
+#   scripts/container-runtime.sh env        print the `export ...` lines without starting anything
+#   scripts/container-runtime.sh mirror [C] print the Debian mirror of release C (default: this
+#                                           machine's) that the base image is built from
+#   scripts/container-runtime.sh netstate   print the host's network state (links, addresses, network
+#                                           namespaces, firewall rules, forwarding sysctls)
 #
 # Why podman: no Docker daemon runs on the project's machines and no image registry is reachable,
 # but Debian's podman serves the Docker API on a unix socket, so the SDK's LocalModel.build_cpr_model
@@ -21,7 +21,8 @@
 # It changes no host interface, firewall rule or sysctl, and checks that before it returns.
 #
 # Exit codes: 0 done; 1 failed; 3 this machine cannot host the runtime (not Linux, not Debian 12,
-# not root): the reason is printed, and callers (make smoke-image, .ci/run) skip, never silently.
+# not root, no podman package, no docker CLI): the reason is printed, and callers (make smoke-image,
+# .ci/run) skip, never silently.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -61,6 +62,8 @@ check_machine() {
     version="$(. /etc/os-release && echo "${VERSION_ID:-}")"
     [[ "$id" == debian && "$version" == 12 ]] || unsupported "not Debian 12 (found ${id:-?} ${version:-?})"
     [[ "$(id -u)" == 0 ]] || unsupported "not running as root (podman's rootful storage and apt-get need it)"
+    # LocalModel.build_cpr_model shells out to the docker CLI, which talks to podman's socket.
+    command -v docker >/dev/null || unsupported "no docker CLI on PATH (LocalModel.build_cpr_model runs it)"
 }
 
 install_packages() {
@@ -73,8 +76,10 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     mkdir -p "$WORK"
     # No recommends: buildah, fuse-overlayfs, uidmap... are for rootless use; this runs as root.
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
-        >"$WORK/apt.log" 2>&1 || die "apt-get failed; see $WORK/apt.log"
+    apt-get update -qq >"$WORK/apt.log" 2>&1 || die "apt-get update failed; see $WORK/apt.log"
+    apt-cache show podman >/dev/null 2>&1 || unsupported "no podman package in this machine's apt sources"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$WORK/apt.log" 2>&1 \
+        || die "apt-get install failed; see $WORK/apt.log"
 }
 
 # The host's network state, normalised so that only configuration shows (no packet counters or

@@ -125,8 +125,11 @@ def _runtime_for(client: Any, docker_host: str | None, started_service: bool = F
     return Runtime(engine, docker_host, None, os.environ.get("LEADSCORE_BASE_IMAGE"), started_service)
 
 
-def _run_runtime_script(verb: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(RUNTIME_SCRIPT), verb], capture_output=True, text=True)
+def _run_runtime_script(verb: str, quiet: bool = True) -> subprocess.CompletedProcess[str]:
+    """Runs ``container-runtime.sh VERB``, capturing its standard output; its progress (standard
+    error) is shown unless ``quiet``."""
+    return subprocess.run(["bash", str(RUNTIME_SCRIPT), verb], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL if quiet else None, text=True)
 
 
 def find_runtime() -> Runtime:
@@ -150,10 +153,9 @@ def find_runtime() -> Runtime:
         raise Skipped(f"no Docker daemon answers and podman is set up only on Debian 12 ({platform.system()})")
     was_running = _run_runtime_script("status").returncode == 0
     console.print("no Docker daemon; setting up podman with scripts/container-runtime.sh up")
-    up = _run_runtime_script("up")
-    sys.stderr.write(up.stderr)
+    up = _run_runtime_script("up", quiet=False)
     if up.returncode == RUNTIME_UNSUPPORTED:
-        raise Skipped(up.stderr.strip().splitlines()[-1])
+        raise Skipped("scripts/container-runtime.sh cannot set up podman on this machine (reason above)")
     if up.returncode != 0:
         raise SmokeFailure(f"scripts/container-runtime.sh up failed (exit code {up.returncode})")
     for line in up.stdout.splitlines():
@@ -425,7 +427,7 @@ def smoke(report: Report, work: Path, rows: int, keep_image: bool) -> None:
             report.ok("host network unchanged (links, addresses, iptables, forwarding sysctls)")
     finally:
         if runtime.started_service:
-            _run_runtime_script("down")
+            _run_runtime_script("down", quiet=False)
     report.total_s = time.monotonic() - started
 
 
