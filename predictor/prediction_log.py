@@ -11,7 +11,8 @@ Logging must never slow down or fail a request, and must never fill the disk:
 
 - the request thread only samples and ``put_nowait``\\s onto a bounded queue; when the queue is
   full the record is dropped and counted (:attr:`PredictionLogger.dropped`);
-- one background thread (the standard library's ``QueueListener``) serialises and writes;
+- one background thread wakes every ``flush_seconds`` (0.5 s), serialises what is queued and
+  writes it in one go, so the request thread neither serialises nor waits for a wake-up;
 - files rotate by size (``RotatingFileHandler``), each serving process writing its own file
   (uvicorn may run several workers); after every rotation, and at start-up, the oldest files of
   the directory are deleted until the others' total is at most ``keep * max_bytes``, so files
@@ -54,6 +55,8 @@ DEFAULT_RATE = 0.8
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP = 5
 DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_FLUSH_SECONDS = 0.5
+BATCH = 500
 FILE_PREFIX = "predictions-"
 FILE_SUFFIX = ".jsonl"
 
@@ -73,6 +76,7 @@ class PredictionLogConfig:
         max_bytes: Size at which a file is rotated.
         keep: Rotated files kept per serving process.
         queue_size: Records waiting to be written before new ones are dropped.
+        flush_seconds: How often the writer thread writes what is queued.
     """
 
     directory: Path
@@ -80,6 +84,7 @@ class PredictionLogConfig:
     max_bytes: int = DEFAULT_MAX_BYTES
     keep: int = DEFAULT_KEEP
     queue_size: int = DEFAULT_QUEUE_SIZE
+    flush_seconds: float = DEFAULT_FLUSH_SECONDS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> PredictionLogConfig | None:
@@ -104,23 +109,12 @@ class PredictionLogConfig:
         return cls(directory=Path(directory), rate=rate, max_bytes=max_bytes, keep=keep)
 
 
-class _Record:
-    """One log line, serialised lazily by the writer thread (``LogRecord.getMessage`` calls str)."""
-
-    __slots__ = ("columns", "_line")
-
-    def __init__(self, columns: dict[str, Any]):
-        self.columns = columns
-        self._line: str | None = None
-
-    def __str__(self) -> str:
-        # The rotating handler formats a record twice (size check, then write): serialise once.
-        if self._line is None:
-            columns = dict(self.columns)
-            columns["request_payload"] = [json.dumps(columns["request_payload"], default=str)]
-            columns["response_payload"] = [json.dumps(columns["response_payload"], default=str)]
-            self._line = json.dumps(columns, default=str)
-        return self._line
+def _line(columns: dict[str, Any]) -> str:
+    """One JSONL line; the payloads become one-element arrays of JSON strings, as in BigQuery."""
+    columns = dict(columns)
+    columns["request_payload"] = [json.dumps(columns["request_payload"], default=str)]
+    columns["response_payload"] = [json.dumps(columns["response_payload"], default=str)]
+    return json.dumps(columns, default=str)
 
 
 def prune(directory: Path, budget: int, keep_path: Path) -> None:
@@ -154,13 +148,6 @@ class _RotatingHandler(logging.handlers.RotatingFileHandler):
         prune(Path(self.baseFilename).parent, self._budget, Path(self.baseFilename))
 
 
-class _Listener(logging.handlers.QueueListener):
-    """A ``QueueListener`` whose stop waits for room on a full queue instead of raising."""
-
-    def enqueue_sentinel(self) -> None:
-        self.queue.put(self._sentinel, timeout=5)
-
-
 class PredictionLogger:
     """Samples requests and writes them to rotating JSONL files from a background thread.
 
@@ -181,12 +168,11 @@ class PredictionLogger:
         self._lock = threading.Lock()
         config.directory.mkdir(parents=True, exist_ok=True)
         self.path = config.directory / f"{FILE_PREFIX}{socket.gethostname()}-{os.getpid()}{FILE_SUFFIX}"
-        handler = _RotatingHandler(self.path, config.max_bytes, config.keep)
-        self._queue: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=config.queue_size)
-        self._listener = _Listener(self._queue, handler)
-        self._handler = handler
-        self._listener.start()
-        self._open = True
+        self._handler = _RotatingHandler(self.path, config.max_bytes, config.keep)
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=config.queue_size)
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._writer.start()
         atexit.register(self.close)
 
     def log(self, request: Any, response: Any, request_id: str | None = None) -> bool:
@@ -211,7 +197,7 @@ class PredictionLogger:
                 "request_payload": request,
                 "response_payload": response,
             }
-            self._queue.put_nowait(logging.makeLogRecord({"msg": _Record(columns), "levelno": logging.INFO}))
+            self._queue.put_nowait(columns)
         except queue.Full:
             with self._lock:
                 self.dropped += 1
@@ -223,11 +209,45 @@ class PredictionLogger:
             self.logged += 1
         return True
 
+    def _run(self) -> None:
+        # Wake up on a timer, not per record: a request only appends to the queue, and the
+        # writer's work (serialising, writing, flushing) is batched.
+        while not self._stop.wait(self.config.flush_seconds):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        """Writes everything queued, in batches of at most :data:`BATCH` lines."""
+        while True:
+            batch: list[dict[str, Any]] = []
+            try:
+                while len(batch) < BATCH:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            chunk: list[str] = []
+            size = 0
+            for line in map(_line, batch):
+                if chunk and size + len(line) + 1 > self.config.max_bytes:
+                    self._write(chunk)
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line) + 1
+            if chunk:
+                self._write(chunk)
+            if len(batch) < BATCH:
+                return
+
+    def _write(self, lines: list[str]) -> None:
+        # One record per chunk (never above max_bytes unless one line is): the handler rotates,
+        # prunes, writes and flushes once per chunk.
+        self._handler.handle(logging.makeLogRecord({"msg": "\n".join(lines), "levelno": logging.INFO}))
+
     def close(self) -> None:
         """Writes what is queued and closes the file (idempotent; also runs at exit)."""
-        if self._open:
-            self._open = False
-            self._listener.stop()
+        if not self._stop.is_set():
+            self._stop.set()
+            self._writer.join()
             self._handler.close()
         atexit.unregister(self.close)
 
