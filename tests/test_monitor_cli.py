@@ -271,3 +271,31 @@ def test_html_report_shows_every_feature_in_chromium(synth_model: Path, windows,
         assert section["visibleBars"] >= 2 and section["labels"] >= 3, section
     assert "2 of 7 features drifted: company_size, industry" in text
     assert "Performance on labelled leads" in text
+
+
+def test_degradation_rolls_the_champion_back_through_the_registry(synth_model: Path, windows, tmp_path: Path):
+    from training.registry import open_registry
+
+    registry = open_registry()
+    first = registry.promote(str(synth_model), reason="first champion").version
+    retrained = tmp_path / "retrained"
+    shutil.copytree(synth_model, retrained)
+    second = registry.promote(str(retrained), reason="second champion").version
+    assert registry.get("lead-scoring", "champion").version == second.version
+    code, out = run("drift", "--model", "lead-scoring@champion", "--window", str(windows["fresh"]), "--labels",
+                    str(windows["bad_labels"]), "--on-degradation", "rollback")
+    assert code == 0, out
+    assert f"rolled back from {second.version} to {first.version}" in " ".join(out.split())
+    assert registry.get("lead-scoring", "champion").version == first.version
+    action, alert = History().events()
+    assert (alert.name, action.name, action.status) == ("degradation", "rollback", "done")
+    assert action.evidence["alert_id"] == alert.id
+    assert action.evidence["registration"]["version"]["version"] == first.version
+    rollback = registry.history("lead-scoring")[-1]
+    assert rollback.action == "rollback" and f"alert #{alert.id}" in rollback.reason
+    # Nothing left to roll back to: the failure is recorded, the check still completes.
+    code, _ = run("drift", "--model", str(synth_model), "--window", str(windows["fresh"]), "--labels",
+                  str(windows["bad_labels"]), "--on-degradation", "rollback")
+    assert code == 0
+    latest = History().events(limit=1)[0]
+    assert (latest.name, latest.status) == ("rollback", "failed")
