@@ -10,7 +10,7 @@ import pytest
 
 from training.serve import ServerProcess, start_server_process
 from training.synth import generate_leads, write_table
-from training.train import TrainConfig, train
+from training.train import TrainConfig, TrainResult, XGBParams, train
 
 DATA_DIR = Path(__file__).parent / "data"
 XEDU_CSV = DATA_DIR / "leads_xeducation.csv"
@@ -31,6 +31,26 @@ def synth_model(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path) -
     out = tmp_path_factory.mktemp("models") / "synth"
     train(TrainConfig(data=str(synth_parquet), out=out))
     return out
+
+
+@pytest.fixture(scope="session")
+def synth_run(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path) -> Callable[..., TrainResult]:
+    """Factory of cached training runs on the synthetic leads, all with the same split (same held-out rows).
+
+    ``synth_run(max_depth=2, n_estimators=20)`` or ``synth_run(exclude=("industry",))``: keyword
+    arguments are ``XGBParams`` fields, plus ``exclude``. Each distinct run is trained once per session.
+    """
+    runs: dict[tuple, TrainResult] = {}
+
+    def factory(exclude: tuple[str, ...] = (), **params) -> TrainResult:
+        key = (tuple(exclude), tuple(sorted(params.items())))
+        if key not in runs:
+            out = tmp_path_factory.mktemp("runs") / "model"
+            runs[key] = train(TrainConfig(data=str(synth_parquet), out=out, exclude=list(exclude),
+                                          params=XGBParams(**params)))
+        return runs[key]
+
+    return factory
 
 
 @pytest.fixture(scope="session")
