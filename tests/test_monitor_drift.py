@@ -174,3 +174,21 @@ def test_labels_without_the_id_column_are_a_clear_error(baseline):
     with pytest.raises(MonitorError, match="no 'lead_id' column"):
         join_labels(leads, score_window(model, leads), leads[["conversion_probability"]], "lead_id",
                     "conversion_probability")
+
+
+def test_real_x_education_leads_against_their_own_profile(xedu_model: Path):
+    from tests.conftest import XEDU_CSV
+    from training.sources import read_table
+
+    model, profile = LeadScoringModel.load(xedu_model), read_json(xedu_model / "profile.json")
+    frame = read_table(XEDU_CSV)
+    result = compute_drift(profile, model.transform, frame, score_window(model, frame))
+    assert not result.alert, [(f.feature, f.value, f.issues) for f in result.features if f.alerting]
+    by_name = {f.feature: f for f in result.features}
+    assert len(by_name) == len(model.transform.feature_names)
+    assert by_name["Do Not Email"].kind == "boolean" and by_name["Do Not Email"].histogram.labels[:2] == ["no", "yes"]
+    # The form's placeholder 'Select' is missing on both sides, as training treated it.
+    heard = by_name["How did you hear about X Education"]
+    assert heard.missing_rate_serving > 0.7
+    assert heard.missing_rate_serving == pytest.approx(heard.missing_rate_training, abs=0.02)
+    assert "Select" not in heard.histogram.labels

@@ -127,6 +127,11 @@ def _print_result(result) -> None:  # noqa: ANN001 (CheckResult, imported lazily
     window = result.window
     stdout.print(f"model [bold]{result.model}[/] (version {result.version}) · window {window.source}: "
                  f"{window.rows:,} leads" + (f" in {window.requests:,} logged requests" if window.requests else ""))
+    served = window.model_versions
+    if served and set(served) != {result.version}:
+        listing = ", ".join(f"{escape(v)} ({n:,} leads)" for v, n in sorted(served.items()))
+        stdout.print(f"[yellow]the window was served by {listing}; what follows is version {result.version} "
+                     "on the same inputs[/]")
     table = Table(title="Drift against the training profile")
     table.add_column("feature", no_wrap=True)
     for column in ("metric", "value", "threshold", "drift", "missing (train → serving)", "unseen"):

@@ -201,6 +201,16 @@ def bin_labels(edges: list[float]) -> list[str]:
     return labels
 
 
+def boolean_bin_labels(edges: list[float]) -> list[str]:
+    """Labels of a boolean feature's bins by the values they hold (``no``, ``yes``), not by cut points."""
+    bounds = [-math.inf, *edges, math.inf]
+    labels = []
+    for (low, high), fallback in zip(zip(bounds[:-1], bounds[1:]), bin_labels(edges)):
+        held = [word for value, word in ((0.0, "no"), (1.0, "yes")) if low < value <= high]
+        labels.append(" / ".join(held) if held else fallback)
+    return labels
+
+
 def numeric_values(values: Any, boolean: bool = False) -> np.ndarray:
     """A serving column as float64 with NaN for missing; booleans map yes/no/true/false to 1/0."""
     series = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values
@@ -231,7 +241,8 @@ def numeric_drift(name: str, kind: str, reference: Mapping[str, Any], values: np
         drifted=value is not None and value > threshold, rows=n,
         missing_rate_training=float(reference.get("missing_rate", 0.0)), missing_rate_serving=missing_serving,
         unseen_rate=None, unseen_categories=[], issues=[],
-        histogram=Histogram(bin_labels(edges), _shares(train_counts), _shares(serve_counts)),
+        histogram=Histogram(boolean_bin_labels(edges) if kind == BOOLEAN else bin_labels(edges),
+                            _shares(train_counts), _shares(serve_counts)),
     )
     _missing_issue(result, thresholds)
     return result

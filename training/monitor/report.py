@@ -70,7 +70,7 @@ def chart_geometry(feature: FeatureDrift) -> dict[str, Any]:
             bars.append({"side": side, "x": round(x0 + offset, 2), "y": round(bottom - height, 2), "w": round(bar, 2),
                          "h": round(height, 2), "title": f"{label}: {side} {share:.1%}"})
         labels.append({"x": round(_LEFT + (i + 0.5) * group + 4, 2), "y": bottom + 14, "text": _short(label)})
-    ticks = [{"y": round(bottom - plot_height * f, 2), "text": f"{top * f:.0%}"} for f in (0.0, 0.5, 1.0)]
+    ticks = [{"y": round(bottom - plot_height * f, 2), "text": f"{100 * top * f:g}%"} for f in (0.0, 0.5, 1.0)]
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "left": _LEFT, "right": CHART_WIDTH - _RIGHT,
             "bottom": bottom, "bars": bars, "labels": labels, "ticks": ticks}
 
