@@ -271,6 +271,8 @@ stop_service() {
 
 up() {
     check_machine
+    # A unix socket path holds at most 107 bytes.
+    ((${#SOCK} < 100)) || die "$SOCK is too long for a unix socket; set LEADSCORE_CONTAINERS_DIR to a shorter folder"
     install_packages
     local before after
     before="$(netstate)"

@@ -142,7 +142,10 @@ def find_runtime() -> Runtime:
     import docker
 
     if os.environ.get("DOCKER_HOST"):
-        return _runtime_for(docker.from_env(), os.environ["DOCKER_HOST"])
+        try:
+            return _runtime_for(docker.from_env(), os.environ["DOCKER_HOST"])
+        except docker.errors.DockerException as exc:
+            raise SmokeFailure(f"DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer: {exc}") from exc
     try:
         client = docker.from_env(timeout=5)
         client.ping()
