@@ -304,6 +304,11 @@ def test_altered_or_replaced_versions_are_reported_and_never_served(home: Path, 
         "1.0.0": False, "1.0.1": False, "1.0.2": True}
     served = runner.invoke(app, ["serve", "--model", "lead-scoring@1.0.0"])
     assert served.exit_code != 0 and "failed verification" in str(served.exception)
+    # A broken champion cannot be compared with: registration stops and registers nothing.
+    _tamper(Path(registry.get("lead-scoring", CHAMPION).artifact_uri) / METADATA_FILE)
+    with pytest.raises(ArtifactError, match="cannot be compared with the champion"):
+        register(registry, weak)
+    assert len(registry.versions()) == 3 and len(registry.history()) == 3
 
 
 def test_refs_cli_and_serving(home: Path, synth_parquet: Path, tmp_path: Path, cpr_server):

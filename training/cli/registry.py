@@ -122,7 +122,8 @@ def show(
         "artifacts": version.artifact_uri,
         "verified": "yes" if problem is None else f"[red]NO[/]: {escape(problem)}",
         "created": version.created_at,
-        "metrics": ", ".join(f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}" for k, v in version.metrics.items()),
+        "metrics": ", ".join(f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}"
+                             for k, v in version.metrics.items()),
         "data fingerprint": version.data_fingerprint or "n/a",
         "run": version.run_id or "n/a",
         "parameters": ", ".join(f"{k}={v}" for k, v in sorted(version.params.items())),

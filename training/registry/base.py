@@ -23,7 +23,15 @@ from typing import Any
 
 import semantic_version
 
-from predictor.artifacts import METADATA_FILE, METRICS_FILE, read_json, verify, write_json, write_manifest
+from predictor.artifacts import (
+    METADATA_FILE,
+    METRICS_FILE,
+    ArtifactError,
+    read_json,
+    verify,
+    write_json,
+    write_manifest,
+)
 from predictor.model import LeadScoringModel
 from training.errors import RegistryError
 from training.registry.promotion import Decision, Holdout, PromotionPolicy
@@ -483,7 +491,14 @@ class Registry(ABC):
     # Shared steps --------------------------------------------------------------------------------
 
     def _champion_model(self, champion: ModelVersion | None) -> LeadScoringModel | None:
-        return None if champion is None else self.load_model(champion)
+        if champion is None:
+            return None
+        try:
+            return self.load_model(champion)
+        except ArtifactError as exc:
+            # No automatic replacement: a broken champion is an incident for a person to look at.
+            raise ArtifactError(f"{exc}; the challenger cannot be compared with the champion: roll back or promote "
+                                "a verified version by hand first") from exc
 
     def _add(
         self,

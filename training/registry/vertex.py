@@ -209,7 +209,8 @@ class VertexRegistry(Registry):
         record = parse_description(name, resource.version_description, model.versioned_resource_name,
                                    list(resource.version_aliases))
         if record is None:
-            raise RegistryError(f"{name}@{selector}: Vertex AI version {model.version_id} was not registered by leadscore")
+            raise RegistryError(f"{name}@{selector}: Vertex AI version {model.version_id} was not registered "
+                                "by leadscore")
         return replace(record, artifact_uri=resource.artifact_uri or record.artifact_uri)
 
     def history(self, name: str | None = None) -> list[PromotionEvent]:
