@@ -114,7 +114,21 @@ def test_first_model_becomes_champion_1_0_0(registry: LocalRegistry, synth_run):
     assert version.metrics == read_json(run.out / "metrics.json")
     assert version.schema == LeadScoringModel.load(run.out).transform.feature_types()
     assert version.params["max_depth"] == WEAK["max_depth"]
+    metadata = read_json(run.out / METADATA_FILE)
+    assert (version.data_fingerprint, version.run_id) == ((metadata.get("data") or {}).get("fingerprint"),
+                                                          metadata.get("run_id"))
     assert not any(os.stat(p).st_mode & stat.S_IWUSR for p in stored.iterdir())  # stored versions are read-only
+
+
+def test_registry_directory_can_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synth_run):
+    monkeypatch.chdir(tmp_path)
+    register(LocalRegistry("registry"), synth_run(**WEAK))  # a relative root, like the default ./.leadscore
+    shutil.move(tmp_path / "registry", tmp_path / "moved")
+    moved = LocalRegistry(tmp_path / "moved")
+    (version,) = moved.versions()
+    assert Path(version.artifact_uri).is_relative_to(tmp_path / "moved")
+    moved.verify(version)
+    assert moved.resolve(version.artifact_uri).version == "1.0.0"
 
 
 def test_champion_is_rescored_on_the_challengers_rows(registry: LocalRegistry, synth_run):

@@ -411,7 +411,7 @@ class Registry(ABC):
         metadata = read_json(metadata_path)
         if not metadata.get("version") or not metadata.get("model_name"):
             return None
-        target = str(path.absolute())
+        target = str(path.resolve())
         return next((v for v in self.versions(str(metadata["model_name"])) if v.artifact_uri == target), None)
 
     # Changes -------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
     name TEXT NOT NULL,
     version TEXT NOT NULL,
-    artifact_path TEXT NOT NULL,
+    artifact_path TEXT NOT NULL,  -- relative to the registry directory, which may move
     manifest_sha256 TEXT NOT NULL,
     created_at TEXT NOT NULL,
     metrics TEXT NOT NULL,
@@ -102,6 +102,11 @@ class LocalRegistry(Registry):
         self.root = Path(root)
 
     @property
+    def location(self) -> Path:
+        """The registry directory as an absolute path (stored paths are relative to it)."""
+        return self.root.resolve()
+
+    @property
     def store(self) -> Path:
         """The artifact store directory."""
         return self.root / ARTIFACTS_DIR
@@ -110,7 +115,7 @@ class LocalRegistry(Registry):
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         with self._connect() as conn:
-            return sort_versions(_read_versions(conn, name))
+            return sort_versions(_read_versions(conn, name, self.location))
 
     def history(self, name: str | None = None) -> list[PromotionEvent]:
         with self._connect() as conn:
@@ -161,13 +166,13 @@ class LocalRegistry(Registry):
         directories without a row. Safe only under the write lock (every rename happens under it)."""
         if not self.store.is_dir():
             return
-        registered = {row["artifact_path"] for row in conn.execute("SELECT artifact_path FROM versions")}
+        registered = {self.root / row["artifact_path"] for row in conn.execute("SELECT artifact_path FROM versions")}
         for entry in self.store.iterdir():
             if entry.name.startswith(STAGING_PREFIX):
                 shutil.rmtree(entry, ignore_errors=True)
             elif entry.is_dir():
                 for version_dir in entry.iterdir():
-                    if str(version_dir) not in registered:
+                    if version_dir not in registered:
                         shutil.rmtree(version_dir, ignore_errors=True)
 
     @contextmanager
@@ -219,7 +224,7 @@ class _LocalSession(Session):
         self.moved: list[Path] = []
 
     def versions(self) -> list[ModelVersion]:
-        return sort_versions(_read_versions(self.conn, self.name))
+        return sort_versions(_read_versions(self.conn, self.name, self.registry.location))
 
     def history(self) -> list[PromotionEvent]:
         return _read_history(self.conn, self.name)
@@ -240,11 +245,12 @@ class _LocalSession(Session):
         self.conn.execute(
             "INSERT INTO versions (name, version, artifact_path, manifest_sha256, created_at, metrics, "
             "data_fingerprint, run_id, params, schema) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.name, record.version, str(final), sha256_file(final / MANIFEST_FILE), record.created_at,
+            (record.name, record.version, final.relative_to(self.registry.root).as_posix(),
+             sha256_file(final / MANIFEST_FILE), record.created_at,
              json.dumps(record.metrics), record.data_fingerprint, record.run_id, json.dumps(record.params),
              json.dumps(record.schema)),
         )
-        added = replace(record, artifact_uri=str(final))
+        added = replace(record, artifact_uri=str(self.registry.location / final.relative_to(self.registry.root)))
         if champion:
             self.move_champion(added)
             added = replace(added, aliases=(CHAMPION,))
@@ -268,7 +274,7 @@ class _LocalSession(Session):
         return replace(event, seq=cursor.lastrowid)
 
 
-def _read_versions(conn: sqlite3.Connection, name: str | None) -> list[ModelVersion]:
+def _read_versions(conn: sqlite3.Connection, name: str | None, root: Path) -> list[ModelVersion]:
     where, args = ("WHERE name = ?", (name,)) if name else ("", ())
     aliases: dict[tuple[str, str], list[str]] = {}
     for row in conn.execute(f"SELECT name, alias, version FROM aliases {where}", args):
@@ -277,7 +283,7 @@ def _read_versions(conn: sqlite3.Connection, name: str | None) -> list[ModelVers
         ModelVersion(
             name=row["name"],
             version=row["version"],
-            artifact_uri=row["artifact_path"],
+            artifact_uri=str(root / row["artifact_path"]),
             aliases=tuple(sorted(aliases.get((row["name"], row["version"]), []))),
             metrics=json.loads(row["metrics"]),
             data_fingerprint=row["data_fingerprint"],
