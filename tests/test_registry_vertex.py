@@ -3,6 +3,7 @@ credentials, REST transport) against a local HTTP fake of the endpoints they cal
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,14 @@ class Fake:
 
 
 @pytest.fixture
-def fake() -> Iterator[Fake]:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import initializer
+
+    # aiplatform.init settings (endpoint, credentials) are process-global: start each test afresh.
+    config = initializer._Config()
+    monkeypatch.setattr(initializer, "global_config", config)
+    monkeypatch.setattr(aiplatform, "init", config.init)
     fake = Fake()
     yield fake
     fake.api.stop()
@@ -180,3 +188,47 @@ def test_rescoring_downloads_the_champion(registry: VertexRegistry, fake: Fake, 
     strong = register(registry, synth_run(**STRONG)).event
     assert len(fake.api.calls("GET", r"/download/storage/v1/b/bucket/o/.*")) > downloads_before
     assert strong.rows == len(synth_run(**STRONG).holdout_target) and strong.champion_rmse is not None
+
+
+def test_cli_and_refs_with_the_vertex_backend(fake: Fake, synth_parquet: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch):
+    """The configuration path users take: the environment, Application Default Credentials (a
+    service-account key; google-auth signs its own JWT), STORAGE_EMULATOR_HOST for Cloud Storage."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    credentials = tmp_path / "key.json"
+    credentials.write_text(json.dumps({
+        "type": "service_account", "project_id": PROJECT, "private_key_id": "1", "private_key": key.decode(),
+        "client_email": f"leadscore@{PROJECT}.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"{fake.api.url}/token"}))
+    for name, value in {"GOOGLE_APPLICATION_CREDENTIALS": str(credentials), "STORAGE_EMULATOR_HOST": fake.api.url,
+                        "NO_GCE_CHECK": "true", "LEADSCORE_HOME": str(tmp_path / "home"),
+                        "LEADSCORE_REGISTRY": "vertex", "GOOGLE_CLOUD_PROJECT": PROJECT,
+                        "GOOGLE_CLOUD_REGION": LOCATION, "LEADSCORE_REGISTRY_URI": "gs://bucket/registry",
+                        "LEADSCORE_SERVING_IMAGE": IMAGE, "LEADSCORE_VERTEX_ENDPOINT": fake.api.url}.items():
+        monkeypatch.setenv(name, value)
+    from typer.testing import CliRunner
+
+    from training.cli import app
+    from training.refs import resolve_model
+
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--data", str(synth_parquet), "--out", str(tmp_path / "model"),
+                                  "--register", "--json"])
+    assert trained.exit_code == 0, trained.output
+    registration = json.loads(trained.stdout[trained.stdout.index("{"):])["registration"]
+    assert registration["version"]["version"] == "1.0.0" and registration["promoted"]
+    (upload,) = fake.api.calls("POST", MODELS + ":upload")
+    scheme, _, token = upload.headers["authorization"].partition(" ")
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert scheme == "Bearer" and claims["iss"] == f"leadscore@{PROJECT}.iam.gserviceaccount.com"
+
+    uri = resolve_model("lead-scoring@champion")
+    assert uri == upload.json["model"]["artifactUri"]
+    listed = runner.invoke(app, ["registry", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [(v["version"], v["verified"]) for v in json.loads(listed.stdout)] == [("1.0.0", True)]
+    assert not (tmp_path / "home" / "registry").exists()  # nothing went to the local registry
