@@ -4,6 +4,7 @@
 #   scripts/container-runtime.sh up         install + configure podman, build the local base image,
 #                                           start the API service; prints `export ...` lines to eval
 #   scripts/container-runtime.sh down       stop the service that `up` started (nothing else)
+#   scripts/container-runtime.sh clean      `down`, then remove the work folder (images included)
 #   scripts/container-runtime.sh status     say whether that service runs (exit 0) or not (exit 1)
 #   scripts/container-runtime.sh env        print the `export ...` lines without starting anything
 #   scripts/container-runtime.sh mirror [C] print the Debian mirror of release C (default: this
@@ -269,6 +270,29 @@ stop_service() {
     say "stopped podman service (pid $pid)"
 }
 
+# containers/storage bind-mounts its overlay folder onto itself and leaves it mounted; undo that
+# when no container's filesystem is mounted below it, so the host's mount table is as before.
+release_storage_mount() {
+    local overlay="$WORK/storage/overlay"
+    mountpoint -q "$overlay" 2>/dev/null || return 0
+    if findmnt -rn -o TARGET | grep -q "^$overlay/"; then
+        say "containers still mounted below $overlay; left it mounted"
+        return 0
+    fi
+    umount "$overlay"
+}
+
+# Everything `up` made in the work folder goes: the service, the storage mount, images, logs.
+clean() {
+    stop_service
+    release_storage_mount
+    if findmnt -rn -o TARGET | grep -q "^$WORK/"; then
+        die "something is still mounted below $WORK (a running container?); not removing it"
+    fi
+    rm -rf "$WORK"
+    say "removed $WORK"
+}
+
 up() {
     check_machine
     # A unix socket path holds at most 107 bytes.
@@ -291,13 +315,14 @@ up() {
 
 case "${1:-}" in
     up) up ;;
-    down) stop_service ;;
+    down) stop_service && release_storage_mount ;;
+    clean) clean ;;
     status)
         if pid="$(service_pid)"; then say "running (pid $pid) on $SOCK"; else say "not running"; exit 1; fi ;;
     env) print_env ;;
     mirror) debian_mirror "${2:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}" | head -n 1 ;;
     netstate) netstate ;;
     *)
-        echo "usage: $0 up|down|status|env|mirror|netstate" >&2
+        echo "usage: $0 up|down|clean|status|env|mirror|netstate" >&2
         exit 2 ;;
 esac
