@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -391,3 +392,18 @@ class GcsObjects:
         self.objects[key] = data
         self.generations[key] = self.generations.get(key, 0) + 1
         return self.resource(*key)
+
+
+def service_account_key(path: Path, project: str, token_uri: str) -> Path:
+    """Writes a throwaway service-account key for Application Default Credentials
+    (``GOOGLE_APPLICATION_CREDENTIALS``): the SDKs sign their own JWTs with it, so calls to a fake
+    carry real ``Authorization`` headers and nothing asks a token server."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": project, "private_key_id": "1", "private_key": key.decode(),
+        "client_email": f"leadscore@{project}.iam.gserviceaccount.com", "client_id": "1", "token_uri": token_uri}))
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -220,6 +221,7 @@ def create_job(
     from predictor.model import LeadScoringModel
     from training.monitor.drift import DriftThresholds
     from training.monitor.vertex_job import MonitoringJobSpec, create_monitoring_job
+    from training.registry.config import VERTEX_ENDPOINT_ENV
     from training.refs import resolve_model
 
     features = LeadScoringModel.load(resolve_model(model)).transform.feature_names
@@ -232,7 +234,9 @@ def create_job(
     unknown = sorted(set(spec.thresholds.per_feature) - set(features))
     if unknown:
         raise LeadscoreError(f"--feature-threshold for unknown feature(s): {', '.join(unknown)}")
-    aiplatform.init(project=project, location=location)
+    # LEADSCORE_VERTEX_ENDPOINT: the same API endpoint override as the registry's (private endpoints).
+    aiplatform.init(project=project, location=location, api_endpoint=os.environ.get(VERTEX_ENDPOINT_ENV) or None,
+                    api_transport="rest")
     with console.status(f"creating the monitoring job for {endpoint}"):
         job = create_monitoring_job(spec)
     if json_output:
