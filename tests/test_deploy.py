@@ -15,7 +15,7 @@ from google.cloud import aiplatform, storage
 from typer.testing import CliRunner
 
 from predictor.model import LeadScoringModel
-from tests.vertex_fake import FakeApi, GcsObjects, VertexModels
+from tests.vertex_fake import FakeApi, GcsObjects, VertexModels, service_account_key
 from tests.vertex_serving_fake import BatchPredictionJobs, CprModels, VertexEndpoints
 from training.cli import app
 from training.client import get_explanation, get_prediction
@@ -221,16 +221,15 @@ def test_unsupported_vertex_batch_io_is_refused_before_any_call(fake: Fake, sour
     assert fake.api.requests == []
 
 
-def test_deploy_and_vertex_batch_cli(fake: Fake, versions, monkeypatch: pytest.MonkeyPatch):
-    """The commands with settings from the environment; Application Default Credentials are anonymous."""
-    import google.auth
-
-    monkeypatch.setattr(google.auth, "default", lambda *args, **kwargs: (AnonymousCredentials(), PROJECT))
-    monkeypatch.setattr(storage.Client, "__init__", _anonymous_storage(fake.api.url, storage.Client.__init__))
-    for key, value in {"GOOGLE_CLOUD_PROJECT": PROJECT, "GOOGLE_CLOUD_REGION": LOCATION,
-                       "LEADSCORE_REGISTRY_URI": "gs://bucket/registry",
-                       "LEADSCORE_VERTEX_ENDPOINT": fake.api.url}.items():
-        monkeypatch.setenv(key, value)
+def test_deploy_and_vertex_batch_cli(fake: Fake, versions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The commands as users run them: settings and Application Default Credentials (a service-account
+    key) from the environment."""
+    key = service_account_key(tmp_path / "key.json", PROJECT, f"{fake.api.url}/token")
+    for name, value in {"GOOGLE_APPLICATION_CREDENTIALS": str(key), "STORAGE_EMULATOR_HOST": fake.api.url,
+                        "GOOGLE_CLOUD_PROJECT": PROJECT, "GOOGLE_CLOUD_REGION": LOCATION,
+                        "LEADSCORE_REGISTRY_URI": "gs://bucket/registry",
+                        "LEADSCORE_VERTEX_ENDPOINT": fake.api.url}.items():
+        monkeypatch.setenv(name, value)
     runner = CliRunner()
     first = runner.invoke(app, ["deploy", "--model", versions[1], "--endpoint", "leads", "--json"])
     assert first.exit_code == 0, first.output
@@ -248,10 +247,3 @@ def test_deploy_and_vertex_batch_cli(fake: Fake, versions, monkeypatch: pytest.M
     assert batch.exit_code == 0, batch.output
     assert json.loads(batch.stdout)["job"].startswith(f"projects/{PROJECT}/locations/{LOCATION}/batchPredictionJobs/")
 
-
-def _anonymous_storage(url: str, init):
-    """google-cloud-storage pointed at the fake (the registry makes its own client from the project)."""
-    def patched(self, *args, **kwargs):
-        kwargs.update(credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=url))
-        init(self, *args, **kwargs)
-    return patched
