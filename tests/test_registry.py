@@ -115,8 +115,8 @@ def test_first_model_becomes_champion_1_0_0(registry: LocalRegistry, synth_run):
     assert version.schema == LeadScoringModel.load(run.out).transform.feature_types()
     assert version.params["max_depth"] == WEAK["max_depth"]
     metadata = read_json(run.out / METADATA_FILE)
-    assert (version.data_fingerprint, version.run_id) == ((metadata.get("data") or {}).get("fingerprint"),
-                                                          metadata.get("run_id"))
+    assert (version.data_fingerprint, version.run_id) == (metadata["data"]["fingerprint"]["sha256"],
+                                                          metadata["run_id"])
     assert not any(os.stat(p).st_mode & stat.S_IWUSR for p in stored.iterdir())  # stored versions are read-only
 
 

@@ -14,7 +14,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from predictor.model import LeadScoringModel
-from tests.vertex_fake import FakeApi, GcsObjects, VertexModels
+from tests.vertex_fake import FakeApi, GcsObjects, VertexModels, service_account_key
 from training.errors import RegistryError
 from training.registry.base import CHAMPION
 from training.registry.promotion import Holdout
@@ -82,7 +82,10 @@ def test_first_version_is_uploaded_as_champion(registry: VertexRegistry, fake: F
     assert "parentModel" not in upload
     assert model["displayName"] == "lead-scoring"
     assert sorted(model["versionAliases"]) == [CHAMPION, "default"]
-    assert model["labels"] == {NAME_LABEL: "lead-scoring", "semver": "1-0-0", "managed-by": "leadscore"}
+    metadata = json.loads((run.out / "metadata.json").read_text())
+    fingerprint = metadata["data"]["fingerprint"]["sha256"]
+    assert model["labels"] == {NAME_LABEL: "lead-scoring", "semver": "1-0-0", "managed-by": "leadscore",
+                               "run-id": label_value(metadata["run_id"]), "data-fingerprint": fingerprint[:63]}
     assert model["containerSpec"] == {"imageUri": IMAGE, "predictRoute": "/predict", "healthRoute": "/health"}
     artifact_uri = model["artifactUri"]
     assert artifact_uri.startswith("gs://bucket/registry/lead-scoring/1.0.0-")
@@ -90,6 +93,7 @@ def test_first_version_is_uploaded_as_champion(registry: VertexRegistry, fake: F
     assert description["semver"] == "1.0.0" and description["artifact_uri"] == artifact_uri
     assert description["metrics"] == json.loads((run.out / "metrics.json").read_text())
     assert description["schema"]["industry"] == "categorical" and description["params"]["max_depth"] == 1
+    assert (description["data_fingerprint"], description["run_id"]) == (fingerprint, metadata["run_id"])
 
     # The artifacts went up first, manifest last, and load (verified) as version 1.0.0.
     prefix = artifact_uri[len("gs://bucket/"):]
@@ -194,16 +198,7 @@ def test_cli_and_refs_with_the_vertex_backend(fake: Fake, synth_parquet: Path, t
                                               monkeypatch: pytest.MonkeyPatch):
     """The configuration path users take: the environment, Application Default Credentials (a
     service-account key; google-auth signs its own JWT), STORAGE_EMULATOR_HOST for Cloud Storage."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    credentials = tmp_path / "key.json"
-    credentials.write_text(json.dumps({
-        "type": "service_account", "project_id": PROJECT, "private_key_id": "1", "private_key": key.decode(),
-        "client_email": f"leadscore@{PROJECT}.iam.gserviceaccount.com", "client_id": "1",
-        "token_uri": f"{fake.api.url}/token"}))
+    credentials = service_account_key(tmp_path / "key.json", PROJECT, f"{fake.api.url}/token")
     for name, value in {"GOOGLE_APPLICATION_CREDENTIALS": str(credentials), "STORAGE_EMULATOR_HOST": fake.api.url,
                         "NO_GCE_CHECK": "true", "LEADSCORE_HOME": str(tmp_path / "home"),
                         "LEADSCORE_REGISTRY": "vertex", "GOOGLE_CLOUD_PROJECT": PROJECT,
@@ -232,3 +227,13 @@ def test_cli_and_refs_with_the_vertex_backend(fake: Fake, synth_parquet: Path, t
     assert listed.exit_code == 0, listed.output
     assert [(v["version"], v["verified"]) for v in json.loads(listed.stdout)] == [("1.0.0", True)]
     assert not (tmp_path / "home" / "registry").exists()  # nothing went to the local registry
+
+
+def test_api_errors_become_registry_errors(fake: Fake, synth_run, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    fake.api.routes.clear()  # every call now gets the API's 404 error
+    registry = vertex_registry(fake)
+    with pytest.raises(RegistryError, match="Vertex AI registry: 404"):
+        registry.versions()
+    with pytest.raises(RegistryError, match="Vertex AI registry: 404"):
+        register(registry, synth_run(**WEAK))

@@ -266,15 +266,19 @@ def check_name(name: str) -> str:
 def version_record(source: Path, version: str, metadata: dict[str, Any]) -> ModelVersion:
     """The facts a registry stores about a version, read from its artifact directory.
 
-    The data fingerprint and run ID are optional in ``metadata.json`` (older runs lack them).
+    The data fingerprint and run ID are optional in ``metadata.json`` (older runs lack them); of
+    the fingerprint (``{"rows", "schema", "sha256"}``) the sha256 of the data is kept.
     """
     metrics_path = source / METRICS_FILE
+    fingerprint = (metadata.get("data") or {}).get("fingerprint")
+    if isinstance(fingerprint, dict):
+        fingerprint = fingerprint.get("sha256")
     return ModelVersion(
         name=str(metadata.get("model_name")),
         version=version,
         artifact_uri="",
         metrics=read_json(metrics_path) if metrics_path.is_file() else {},
-        data_fingerprint=(metadata.get("data") or {}).get("fingerprint"),
+        data_fingerprint=fingerprint,
         run_id=metadata.get("run_id"),
         params=metadata.get("params") or {},
         schema=metadata.get("features") or {},

@@ -20,6 +20,8 @@ from predictor.transform import CATEGORICAL
 if TYPE_CHECKING:
     from training.registry.base import ModelVersion
 
+SCORE_CHUNK_ROWS = 50_000
+
 
 @dataclass
 class Holdout:
@@ -95,12 +97,17 @@ def score_on_holdout(
     imputed = []
     for name, kind in model.transform.feature_types().items():
         if holdout_schema.get(name) == kind and name in holdout.columns:
-            columns[name] = holdout.columns[name].to_numpy()
+            columns[name] = holdout.columns[name]
         else:
             imputed.append(name)
-            columns[name] = np.full(n, None, dtype=object) if kind == CATEGORICAL else np.full(n, np.nan)
-    predictions = model.predict_matrix(model.transform.transform_columns(columns))
-    return predictions, tuple(imputed)
+            columns[name] = pd.Series(np.full(n, None, dtype=object) if kind == CATEGORICAL else np.full(n, np.nan))
+    # In chunks: the dense model matrix of a large held-out set would not fit in memory at once.
+    chunks = [
+        model.predict_matrix(model.transform.transform_columns(
+            {name: column.iloc[start:start + SCORE_CHUNK_ROWS] for name, column in columns.items()}))
+        for start in range(0, n, SCORE_CHUNK_ROWS)
+    ]
+    return (np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float32)), tuple(imputed)
 
 
 def improvement_interval(

@@ -28,16 +28,17 @@ sha256s) before the serving container loads them.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from predictor.artifacts import MANIFEST_FILE, open_artifacts, verify
 from predictor.model import LeadScoringModel
@@ -63,6 +64,7 @@ HEALTH_ROUTE = "/health"
 # The CPR serving image is built and pushed by `leadscore image build` (issue 6); it must be set.
 SERVING_IMAGE_PLACEHOLDER = "REGION-docker.pkg.dev/PROJECT/REPOSITORY/leadscore:TAG"
 _LABEL_VALUE_MAX = 63
+T = TypeVar("T")
 
 
 def label_value(text: str) -> str:
@@ -105,6 +107,27 @@ def parse_description(name: str, description: str | None, resource_name: str,
         params=payload.get("params") or {}, schema=payload.get("schema") or {},
         created_at=payload.get("created_at", ""), resource_name=resource_name,
     )
+
+
+@contextmanager
+def cloud_errors() -> Iterator[None]:
+    """Turns Google API and authentication errors into ``RegistryError`` (a message, not a traceback)."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        yield
+    except (GoogleAPIError, GoogleAuthError) as exc:
+        raise RegistryError(f"Vertex AI registry: {exc}") from exc
+
+
+def _cloud_call(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with cloud_errors():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def _split_gcs(uri: str) -> tuple[str, str]:
@@ -190,9 +213,11 @@ class VertexRegistry(Registry):
 
     # Reads ---------------------------------------------------------------------------------------
 
+    @_cloud_call
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         return sort_versions([v for model in self._models(name) for v in self._versions_of(model)])
 
+    @_cloud_call
     def get(self, name: str, selector: str) -> ModelVersion:
         """Looks the version up on the server: by the ``semver`` label, or by alias (``models/ID@alias``)."""
         models = self._models(name)
@@ -201,9 +226,11 @@ class VertexRegistry(Registry):
         if is_version(selector):
             found = self._versions_of(models[0], filter=f'labels.{SEMVER_LABEL}="{label_value(selector)}"')
             return select(found, name, selector)  # the label is lossy; the description is exact
+        from google.api_core.exceptions import NotFound
+
         try:
             model = self._model_registry(models[0].resource_name).get_model(version=selector)
-        except Exception as exc:  # the SDK raises google.api_core NotFound for an unknown alias
+        except NotFound as exc:
             raise RegistryError(f"{name}@{selector}: no such version or alias ({exc})") from exc
         resource = model.gca_resource
         record = parse_description(name, resource.version_description, model.versioned_resource_name,
@@ -213,6 +240,7 @@ class VertexRegistry(Registry):
                                 "by leadscore")
         return replace(record, artifact_uri=resource.artifact_uri or record.artifact_uri)
 
+    @_cloud_call
     def history(self, name: str | None = None) -> list[PromotionEvent]:
         names = [name] if name else sorted({m.labels.get(NAME_LABEL) for m in self._models(None)})
         bucket, prefix = _split_gcs(self.registry_uri)
@@ -223,11 +251,13 @@ class VertexRegistry(Registry):
                 events.append(PromotionEvent.from_dict(json.loads(blob.download_as_bytes())))
         return sorted(events, key=lambda e: e.at)
 
+    @_cloud_call
     def verify(self, version: ModelVersion) -> dict[str, Any]:
         artifacts = open_artifacts(version.artifact_uri, gcs_client=self._gcs())
         artifacts.cleanup()
         return artifacts.manifest
 
+    @_cloud_call
     def load_model(self, version: ModelVersion) -> LeadScoringModel:
         return LeadScoringModel.load(version.artifact_uri, gcs_client=self._gcs())
 
@@ -235,10 +265,12 @@ class VertexRegistry(Registry):
 
     @contextmanager
     def _session(self, name: str) -> Iterator[Session]:
-        models = self._models(name)
+        with cloud_errors():
+            models = self._models(name)
         workdir = Path(tempfile.mkdtemp(prefix="leadscore-vertex-"))
         try:
-            yield _VertexSession(self, name, models[0] if models else None, workdir)
+            with cloud_errors():
+                yield _VertexSession(self, name, models[0] if models else None, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
