@@ -216,6 +216,42 @@ class FeatureTransform:
         Raises:
             KeyError: A feature column is absent.
         """
+        raw = self._raw_numeric(columns)
+        rows_parts, cols_parts = [], []
+        for feature, lookup in zip(self.categorical, self._category_columns):
+            mapped = self._category_codes(columns[feature.name], lookup)
+            known = np.flatnonzero(mapped >= 0)
+            rows_parts.append(known)
+            cols_parts.append(mapped[known])
+        return self._assemble(raw, *_concat(rows_parts, cols_parts))
+
+    def transform_sparse(self, columns: Mapping[str, Any]) -> Any:
+        """:meth:`transform_columns` as a ``scipy.sparse.csr_matrix`` (for training).
+
+        The same values, but only the non-zero entries are stored: a one-hot block costs one
+        entry per row and feature instead of one per category, and the absent entries are
+        exactly what XGBoost reads as missing (:data:`BOOSTER_MISSING`).
+        """
+        from scipy import sparse
+
+        scaled = self._scale(self._raw_numeric(columns))
+        n, k = scaled.shape
+        width = k + len(self.categorical)
+        values = np.empty((n, width), dtype=np.float64)
+        indices = np.empty((n, width), dtype=np.int32)
+        values[:, :k] = scaled
+        indices[:, :k] = np.arange(k, dtype=np.int32)
+        for j, (feature, lookup) in enumerate(zip(self.categorical, self._category_columns)):
+            mapped = self._category_codes(columns[feature.name], lookup)
+            values[:, k + j] = mapped >= 0  # an unknown category is all zeros: no entry
+            indices[:, k + j] = mapped
+        keep = values != 0.0
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=indptr[1:])
+        return sparse.csr_matrix((values[keep], indices[keep], indptr), shape=(n, self._n_outputs))
+
+    def _raw_numeric(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """The numeric features' raw values as a float64 matrix (NaN for missing)."""
         lengths = {len(columns[name]) for name in self.feature_names}
         if len(lengths) > 1:
             raise ValueError(f"columns have different lengths: {sorted(lengths)}")
@@ -226,13 +262,7 @@ class FeatureTransform:
             if feature.boolean and np.asarray(values).dtype.kind in "OUT":
                 values = [boolean_value(v) for v in values]
             raw[:, j] = np.asarray(values, dtype=np.float64)
-        rows_parts, cols_parts = [], []
-        for feature, lookup in zip(self.categorical, self._category_columns):
-            mapped = self._category_codes(columns[feature.name], lookup)
-            known = np.flatnonzero(mapped >= 0)
-            rows_parts.append(known)
-            cols_parts.append(mapped[known])
-        return self._assemble(raw, *_concat(rows_parts, cols_parts))
+        return raw
 
     def _category_codes(self, values: Any, lookup: Mapping[str, int]) -> np.ndarray:
         """Output column of each value's one-hot, -1 where the category is unknown."""
@@ -240,19 +270,25 @@ class FeatureTransform:
         # column in milliseconds, where a Python loop would take a second.
         import pandas as pd
 
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+        if isinstance(values, pd.Series):
+            values = values.array
+        if isinstance(values, pd.Categorical):  # already factorized (training's prepared columns)
+            codes, uniques = values.codes, values.categories
+        else:
+            codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
         table = np.array([lookup.get(self.category_value(u), -1) for u in uniques] + [
             lookup.get(MISSING_CATEGORY, -1)], dtype=np.intp)
         return table[codes]  # the NA sentinel -1 picks the last entry: the "missing" column
 
     def _assemble(self, raw: np.ndarray, hot_rows: np.ndarray, hot_cols: np.ndarray) -> np.ndarray:
         out = np.zeros((raw.shape[0], self._n_outputs), dtype=np.float64)
-        k = len(self.numeric)
-        if k:
-            imputed = np.where(np.isnan(raw), self._medians, raw)
-            out[:, :k] = (imputed - self._means) / self._scales
+        out[:, :len(self.numeric)] = self._scale(raw)
         out[hot_rows, hot_cols] = 1.0
         return out
+
+    def _scale(self, raw: np.ndarray) -> np.ndarray:
+        """Median imputation and standard scaling of the raw numeric matrix."""
+        return (np.where(np.isnan(raw), self._medians, raw) - self._means) / self._scales
 
     # Serialisation ----------------------------------------------------------------------------
 

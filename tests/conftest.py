@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from training.serve import ServerProcess, start_server_process
+from training.state import HOME_ENV
 from training.synth import generate_leads, write_table
 from training.train import TrainConfig, TrainResult, XGBParams, train
 
@@ -17,6 +19,19 @@ XEDU_CSV = DATA_DIR / "leads_xeducation.csv"
 XEDU_TARGET = "Converted"
 # Filled in by sales after contact: leakage for a model that scores new leads.
 XEDU_LEAKAGE = ["Tags", "Lead Quality", "Last Notable Activity"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' state directory (runs, registry, logs): a temporary one, never ./.leadscore."""
+    previous = os.environ.get(HOME_ENV)
+    home = tmp_path_factory.mktemp("leadscore-home")
+    os.environ[HOME_ENV] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop(HOME_ENV, None)
+    else:
+        os.environ[HOME_ENV] = previous
 
 
 @pytest.fixture(scope="session")

@@ -19,3 +19,11 @@ class MonitorError(LeadscoreError):
 
 class RegistryError(LeadscoreError):
     """A registry reference names nothing, or a promotion or rollback cannot be done."""
+
+
+class TrackingError(LeadscoreError):
+    """An experiment run cannot be recorded or found (unknown run ID, Vertex AI Experiments failure...)."""
+
+
+class ConfigError(LeadscoreError):
+    """A configuration file cannot be read or holds an unknown or ill-typed setting."""

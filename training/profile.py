@@ -7,6 +7,7 @@ data, so both sides of a comparison are histograms on identical bins.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -51,28 +52,41 @@ def numeric_summary(values: np.ndarray, bins: int = DEFAULT_BINS) -> dict[str, A
     }
 
 
-def categorical_summary(values: pd.Series) -> dict[str, Any]:
+def categorical_summary(values: pd.Series | pd.Categorical) -> dict[str, Any]:
     """Share of each category (missing values counted as ``missing``) and the missing rate."""
-    filled = values.astype("object").where(values.notna(), MISSING_CATEGORY)
-    shares = filled.value_counts(normalize=True, sort=True)
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    total = len(series)
+    frequencies: dict[str, float] = {}
+    for key, count in series.value_counts(dropna=False, sort=True).items():
+        if count:
+            name = MISSING_CATEGORY if pd.isna(key) else str(key)
+            frequencies[name] = frequencies.get(name, 0.0) + float(count) / total
     return {
         "type": "categorical",
-        "missing_rate": float(values.isna().mean()) if len(values) else 0.0,
-        "frequencies": {str(k): float(v) for k, v in shares.items()},
+        "missing_rate": float(series.isna().mean()) if total else 0.0,
+        "frequencies": frequencies,
     }
 
 
-def build_profile(prepared: pd.DataFrame, spec: FeatureSpec, predictions: np.ndarray) -> dict[str, Any]:
-    """Profiles the prepared training rows and the model's predictions on them.
+def build_profile(
+    columns: Mapping[str, Any], spec: FeatureSpec, predictions: np.ndarray, rows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Profiles the training rows and the model's predictions on them.
 
     Args:
-        prepared: Training rows as :func:`training.preprocess.prepare_frame` returns them.
+        columns: Prepared columns (:func:`training.preprocess.prepare_columns`) or a DataFrame.
         spec: The feature specification.
-        predictions: The model's predictions for the same rows.
+        predictions: The model's predictions for the profiled rows.
+        rows: Which rows to profile (all when None), in the order of ``predictions``.
     """
+
+    def values(column: str) -> Any:
+        data = columns[column]
+        return data if rows is None else data[rows]
+
     features: dict[str, Any] = {}
     for column in spec.numeric + spec.boolean:
-        features[column] = numeric_summary(prepared[column].to_numpy())
+        features[column] = numeric_summary(np.asarray(values(column), dtype=np.float64))
     for column in spec.categorical:
-        features[column] = categorical_summary(prepared[column])
-    return {"rows": int(len(prepared)), "features": features, "prediction": numeric_summary(predictions)}
+        features[column] = categorical_summary(values(column))
+    return {"rows": int(len(predictions)), "features": features, "prediction": numeric_summary(predictions)}

@@ -1,0 +1,74 @@
+"""The scalable fit and the sparse model matrix equal scikit-learn's ColumnTransformer on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import XEDU_CSV, XEDU_LEAKAGE, XEDU_TARGET
+from training.features import detect_features
+from training.preprocess import (
+    build_column_transformer,
+    export_transform,
+    fit_feature_transform,
+    prepare_columns,
+    take,
+)
+from training.sources import ingest
+
+
+@pytest.fixture(scope="module")
+def xedu():
+    table = ingest(XEDU_CSV)
+    spec = detect_features(table, XEDU_TARGET, XEDU_LEAKAGE)
+    columns = prepare_columns(table, spec)
+    rows = np.random.default_rng(3).permutation(table.num_rows)
+    fit_rows, check_rows = rows[:7000], rows[7000:]
+    reference = build_column_transformer(spec).fit(pd.DataFrame(take(columns, fit_rows)))
+    return spec, columns, fit_rows, check_rows, reference
+
+
+def test_fitted_parameters_equal_sklearn(xedu):
+    spec, columns, fit_rows, _, reference = xedu
+    expected = export_transform(reference, spec)
+    actual = fit_feature_transform(take(columns, fit_rows), spec)
+    assert [f.name for f in actual.numeric] == [f.name for f in expected.numeric]
+    for got, want in zip(actual.numeric, expected.numeric):
+        assert got.boolean == want.boolean
+        assert got.median == want.median
+        assert got.mean == pytest.approx(want.mean, rel=1e-12, abs=1e-12)
+        assert got.scale == pytest.approx(want.scale, rel=1e-12)
+    assert actual.categorical == expected.categorical
+    assert any("missing" in f.categories for f in actual.categorical)
+    assert actual.output_names == expected.output_names
+
+
+def test_sparse_matrix_equals_sklearn_and_the_dense_transform(xedu):
+    spec, columns, fit_rows, check_rows, reference = xedu
+    transform = fit_feature_transform(take(columns, fit_rows), spec)
+    rows = take(columns, check_rows)
+    expected = reference.transform(pd.DataFrame(rows)).toarray()
+    sparse = transform.transform_sparse(rows)
+    assert sparse.shape == expected.shape
+    assert np.max(np.abs(sparse.toarray() - expected)) <= 1e-9
+    assert np.array_equal(sparse.toarray(), transform.transform_columns(rows))
+    # Only non-zero entries are stored: XGBoost reads absent entries as missing, as serving does.
+    assert sparse.nnz == np.count_nonzero(expected)
+    assert sparse.has_sorted_indices
+
+
+def test_placeholders_become_missing_and_booleans_numbers(xedu):
+    spec, columns, *_ = xedu
+    city = columns["City"]
+    assert "Select" not in city.categories and city.isna().sum() > 0
+    assert set(np.unique(columns["Do Not Email"])) <= {0.0, 1.0}
+
+
+def test_yes_no_text_columns_are_booleans():
+    frame = pd.DataFrame({"opted": ["Yes", "no", None, "YES"] * 20, "size": np.arange(80.0) % 7,
+                          "y": np.linspace(0, 1, 80)})
+    spec = detect_features(frame, "y")
+    assert spec.boolean == ["opted"]
+    values = prepare_columns(frame, spec)["opted"]
+    assert np.array_equal(values[:4], [1.0, 0.0, np.nan, 1.0], equal_nan=True)
