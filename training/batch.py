@@ -143,6 +143,17 @@ def _column_error(transform: FeatureTransform, row: dict[str, Any]) -> str:
     return "the row cannot be transformed"
 
 
+def _columns(transform: FeatureTransform, batch: pa.RecordBatch) -> dict[str, Any]:
+    """The feature columns for ``transform_columns``: numbers as numpy; categories dictionary-encoded by
+    Arrow (a pandas Categorical), which is half the cost of handing over a million Python strings."""
+    categorical = {feature.name for feature in transform.categorical}
+    return {
+        name: batch.column(name).dictionary_encode().to_pandas() if name in categorical
+        else batch.column(name).to_numpy(zero_copy_only=False)
+        for name in transform.feature_names
+    }
+
+
 def score_columns(model: LeadScoringModel, batch: pa.RecordBatch) -> ScoredChunk:
     """Scores a chunk of typed columns; rows that cannot be scored get an error message.
 
@@ -155,8 +166,7 @@ def score_columns(model: LeadScoringModel, batch: pa.RecordBatch) -> ScoredChunk
     """
     transform = model.transform
     try:
-        columns = {name: batch.column(name).to_numpy(zero_copy_only=False) for name in transform.feature_names}
-        return _score_matrix(model, transform.transform_columns(columns))
+        return _score_matrix(model, transform.transform_columns(_columns(transform, batch)))
     except (ValueError, TypeError):
         pass  # some value in this chunk is unusable: find it row by row below
     rows = batch.select(transform.feature_names).to_pylist()
