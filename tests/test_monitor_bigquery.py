@@ -1,8 +1,7 @@
 """A bq:// window: Vertex AI's request-response logging table read by the real BigQuery client at the wire.
 
-The fake answers ``tables.get`` with the logging table's schema and runs the SQL the client
-sends (``jobs.query``) on DuckDB after translating it with sqlglot, so the query we write is
-executed, not just matched.
+The fake runs the SQL the client sends (``jobs.query``) on DuckDB after translating it with
+sqlglot, so the query the data sources build is executed, not just matched.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from google.cloud import bigquery
 from predictor.prediction_log import PredictionLogConfig, PredictionLogger
 from tests.vertex_fake import FakeApi, Request, error
 from training.errors import SourceError
-from training.monitor.window import load_window, read_bigquery_log
+from training.monitor.window import load_window
 from training.synth import generate_leads
 
 TABLE = "proj.logging_leadscore.request_response_logging"
@@ -38,8 +37,12 @@ SCHEMA = [
 ]
 
 
-class BigQueryLogTable:
-    """``tables.get`` and ``jobs.query`` over one DuckDB table shaped like the logging table."""
+LEADS_SCHEMA = [{"name": "lead_id", "type": "STRING", "mode": "NULLABLE"},
+                {"name": "company_size", "type": "FLOAT", "mode": "NULLABLE"}]
+
+
+class BigQueryTables:
+    """``jobs.query`` over DuckDB tables shaped like the logging table and a leads table."""
 
     def __init__(self, rows: list[dict]):
         self.db = duckdb.connect()
@@ -51,28 +54,21 @@ class BigQueryLogTable:
         for row in rows:
             self.db.execute("INSERT INTO proj.logging_leadscore.request_response_logging VALUES (?, ?, ?, ?, ?, ?)",
                             [row[c["name"]] for c in SCHEMA])
+        self.db.execute("CREATE TABLE proj.logging_leadscore.leads AS SELECT 'L1' AS lead_id, 120.0 AS company_size")
+        self.fields = {f["name"]: f for f in SCHEMA + LEADS_SCHEMA}
 
-    def install(self, api: FakeApi) -> BigQueryLogTable:
-        api.add_route("GET", r"/bigquery/v2/projects/proj/datasets/logging_leadscore/tables/(?P<table>[^/]+)",
-                      self.get_table)
+    def install(self, api: FakeApi) -> BigQueryTables:
         api.add_route("POST", r"/bigquery/v2/projects/(?P<project>[^/]+)/queries", self.query)
         return self
-
-    def get_table(self, request: Request, match: re.Match[str]):
-        schemas = {"request_response_logging": SCHEMA,
-                   "leads": [{"name": "lead_id", "type": "STRING"}, {"name": "company_size", "type": "FLOAT"}]}
-        if match["table"] not in schemas:
-            return error(404, f"Not found: Table proj:logging_leadscore.{match['table']}")
-        return {"tableReference": {"projectId": "proj", "datasetId": "logging_leadscore",
-                                   "tableId": match["table"]}, "schema": {"fields": schemas[match["table"]]}}
 
     def query(self, request: Request, match: re.Match[str]):
         body = request.json
         sql = sqlglot.transpile(body["query"], read="bigquery", write="duckdb")[0]
-        parameters = {p["name"]: p["parameterValue"]["value"] for p in body.get("queryParameters", [])}
-        cursor = self.db.execute(sql, parameters)
-        names = [d[0] for d in cursor.description]
-        fields = [next(f for f in SCHEMA if f["name"] == n) for n in names]
+        try:
+            cursor = self.db.execute(sql)
+        except duckdb.Error as exc:
+            return error(400, str(exc))
+        fields = [self.fields[d[0]] for d in cursor.description]
         rows = [{"f": [self._cell(value, field, body) for value, field in zip(row, fields)]}
                 for row in cursor.fetchall()]
         return {"kind": "bigquery#queryResponse", "jobComplete": True, "schema": {"fields": fields}, "rows": rows,
@@ -107,7 +103,7 @@ def logged_rows(tmp_path: Path) -> list[dict]:
 @pytest.fixture
 def bigquery_client(logged_rows) -> Iterator[tuple[bigquery.Client, FakeApi]]:
     api = FakeApi().start()
-    BigQueryLogTable(logged_rows).install(api)
+    BigQueryTables(logged_rows).install(api)
     client = bigquery.Client(project="proj", credentials=AnonymousCredentials(),
                              client_options=ClientOptions(api_endpoint=api.url))
     yield client, api
@@ -122,23 +118,22 @@ def test_the_logging_table_is_read_with_one_row_per_instance(bigquery_client):
     assert window.frame["request_id"].iloc[0] == "1000"
     assert window.frame["logged_prediction"].eq(0.5).all()
     [sent] = api.calls("POST", r".*/queries")
-    assert "`proj.logging_leadscore.request_response_logging`" in sent.json["query"]
+    assert "`proj`.`logging_leadscore`.`request_response_logging`" in sent.json["query"]
 
 
 def test_since_is_pushed_into_the_query(bigquery_client):
     client, api = bigquery_client
-    window = read_bigquery_log(f"bq://{TABLE}", since=datetime(2026, 11, 2, tzinfo=timezone.utc), client=client)
+    window = load_window(f"bq://{TABLE}", since=datetime(2026, 11, 2, tzinfo=timezone.utc), bigquery_client=client)
     assert window.requests == 2 and window.rows == 20
     [sent] = api.calls("POST", r".*/queries")
-    assert "@since" in sent.json["query"]
-    assert sent.json["queryParameters"][0]["parameterType"]["type"] == "TIMESTAMP"
+    assert "WHERE `logging_time` >= TIMESTAMP '2026-11-02 00:00:00+00:00'" in sent.json["query"]
 
 
-def test_other_tables_are_left_to_the_data_sources_and_errors_name_the_table(bigquery_client):
-    client, api = bigquery_client
-    assert read_bigquery_log("bq://proj.logging_leadscore.leads", client=client) is None
-    with pytest.raises(SourceError, match="Not found: Table proj:logging_leadscore.gone"):
-        read_bigquery_log("bq://proj.logging_leadscore.gone", client=client)
+def test_other_tables_are_leads_and_errors_name_the_table(bigquery_client):
+    client, _ = bigquery_client
+    window = load_window("bq://proj.logging_leadscore.leads", bigquery_client=client)
+    assert window.frame.to_dict("records") == [{"lead_id": "L1", "company_size": 120.0}] and window.requests == 0
+    with pytest.raises(SourceError, match="gone"):
+        load_window("bq://proj.logging_leadscore.gone", bigquery_client=client)
     with pytest.raises(SourceError, match="expected bq://project.dataset.table"):
-        read_bigquery_log("bq://just-a-table", client=client)
-    assert api.calls("POST", r".*/queries") == []  # only log tables are queried
+        load_window("bq://just-a-table", bigquery_client=client)

@@ -15,12 +15,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from predictor.prediction_log import FILE_PREFIX, FILE_SUFFIX, LOG_COLUMNS
+from predictor.prediction_log import FILE_PREFIX, FILE_SUFFIX
 from training.errors import MonitorError, SourceError
 
 log = logging.getLogger(__name__)
@@ -141,11 +142,20 @@ def window_from_log_rows(rows: Iterable[Mapping[str, Any]], source: str, since: 
             record = dict(instance)
             record[LOGGED_PREDICTION] = _score(predictions[i]) if aligned else float("nan")
             record[LOGGING_TIME] = logged_at
-            record[REQUEST_ID] = None if row.get(REQUEST_ID) is None else str(row.get(REQUEST_ID))
+            record[REQUEST_ID] = _request_id(row.get(REQUEST_ID))
             records.append(record)
             versions[model] += 1
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=list(LOG_META_COLUMNS))
     return Window(frame=frame, source=source, requests=requests, model_versions=dict(versions))
+
+
+def _request_id(value: Any) -> str | None:
+    """The id as text: Vertex's NUMERIC ids arrive as Decimal('1000.000000000') through Arrow."""
+    if value is None:
+        return None
+    if isinstance(value, (Decimal, float)) and value == int(value):
+        return str(int(value))
+    return str(value)
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -184,65 +194,23 @@ def _jsonl_rows(files: list[Path], skipped: list[int]) -> Iterator[dict[str, Any
                     yield row
 
 
-def is_log_frame(frame: pd.DataFrame) -> bool:
-    """True when a table has the request-response logging columns (e.g. the Vertex BigQuery table)."""
-    return {"request_payload", "response_payload"} <= set(frame.columns)
-
-
-def read_bigquery_log(uri: str, since: datetime | None = None, client: Any = None) -> Window | None:
-    """Reads a request-response logging table from BigQuery (the Vertex AI endpoint's sink).
-
-    Args:
-        uri: ``bq://project.dataset.table``.
-        since: Keep only rows logged at or after this time (filtered in the query).
-        client: A ``google.cloud.bigquery.Client``; one for the URI's project when None.
-
-    Returns:
-        The window, or None when the table has not the logging columns (it is a table of leads).
-
-    Raises:
-        training.errors.SourceError: The URI is malformed or BigQuery refuses the read.
-    """
-    from google.api_core import exceptions as google_exceptions
-    from google.cloud import bigquery
-
-    table_id = uri[len("bq://"):]
-    if table_id.count(".") != 2:
-        raise SourceError(f"{uri}: expected bq://project.dataset.table")
-    client = client or bigquery.Client(project=table_id.split(".")[0])
-    try:
-        columns = {field.name for field in client.get_table(table_id).schema}
-        if not {"request_payload", "response_payload"} <= columns:
-            return None
-        selected = ", ".join(c for c in LOG_COLUMNS if c in columns)
-        sql = f"SELECT {selected} FROM `{table_id}`"
-        parameters = []
-        if since is not None:
-            sql += " WHERE logging_time >= @since"
-            parameters.append(bigquery.ScalarQueryParameter("since", "TIMESTAMP", since))
-        sql += " ORDER BY logging_time"
-        rows = client.query_and_wait(sql, job_config=bigquery.QueryJobConfig(query_parameters=parameters))
-        return window_from_log_rows((dict(row.items()) for row in rows), uri)
-    except google_exceptions.GoogleAPIError as exc:
-        raise SourceError(f"{uri}: {exc}") from exc
-
-
 def load_window(source: str, since: datetime | None = None, bigquery_client: Any = None) -> Window:
     """Reads a serving window.
 
     Args:
         source: A prediction-log directory or ``.jsonl`` file (``leadscore serve`` logs to
-            ``<state dir>/predictions``); a CSV or Parquet table of leads; or a URI that
-            :func:`training.sources.read_table` reads (``bq://project.dataset.table``...). A
-            table with the request-response logging columns is read as a prediction log.
-        since: For a prediction log, keep only requests logged at or after this time.
+            ``<state dir>/predictions``); or any data source (a CSV/Parquet of leads,
+            ``bq://project.dataset.table``, ``duckdb:///file.db?table=NAME``). A table with the
+            request-response logging columns (Vertex AI's logging table) is read as a prediction log.
+        since: Keep only rows logged at or after this time (a table needs a ``logging_time`` column).
         bigquery_client: The client for a ``bq://`` source; the default one when None.
 
     Raises:
         MonitorError: The source holds no leads.
         training.errors.SourceError: The source cannot be read.
     """
-    from training.sources import read_table
+    from training.sources import IngestOptions, ingest
+    from training.sources import Window as TimeWindow
 
     path = Path(source)
     if "://" not in source and (path.is_dir() or FILE_SUFFIX in path.name):
@@ -254,17 +222,15 @@ def load_window(source: str, since: datetime | None = None, bigquery_client: Any
         window.skipped_lines = skipped[0]
         if skipped[0]:
             log.warning("%s: skipped %d unreadable log line(s)", source, skipped[0])
-    elif source.startswith("bq://") and (logged := read_bigquery_log(source, since, bigquery_client)) is not None:
-        window = logged
     else:
-        frame = read_table(source)
-        if is_log_frame(frame):
-            missing = [c for c in LOG_COLUMNS if c not in frame.columns]
-            if missing:
-                log.info("%s: log table without %s", source, ", ".join(missing))
-            window = window_from_log_rows(frame.to_dict("records"), source, since)
+        # The data sources' one ingestion query; ``since`` becomes its WHERE clause, so BigQuery
+        # reads only the recent part of a logging table.
+        options = IngestOptions(window=TimeWindow(LOGGING_TIME, start=since)) if since else IngestOptions()
+        table = ingest(source, options, bigquery_client=bigquery_client)
+        if {"request_payload", "response_payload"} <= set(table.column_names):
+            window = window_from_log_rows(table.to_pylist(), source)
         else:
-            window = Window(frame=frame, source=source)
+            window = Window(frame=table.to_pandas(), source=source)
     if window.rows == 0:
         raise MonitorError(f"{source}: the window holds no leads" + (f" logged since {since:%Y-%m-%d %H:%M}" if since else ""))
     return window
