@@ -226,7 +226,9 @@ def _vertex_params(run: RunRecord) -> dict[str, str | float | int]:
             params[key] = json.dumps(value)
     fingerprint = run.data.get("fingerprint") or {}
     params.update({"data_rows": fingerprint.get("rows", 0), "data_sha256": fingerprint.get("sha256", ""),
-                   "git_sha": run.code.get("git_sha") or "", "artifact_uri": run.artifact_uri or ""})
+                   "git_sha": run.code.get("git_sha") or ""})
+    if run.artifact_uri:
+        params["artifact_uri"] = run.artifact_uri
     return params
 
 
@@ -263,7 +265,7 @@ class VertexExperiment:
             raise TrackingError(f"Vertex AI Experiments ({self.config.experiment}): {exc}") from exc
 
     def finish(self, run: RunRecord) -> None:
-        """Logs the metrics and the artifact location, then ends the run (complete or failed).
+        """Logs the final parameters, the metrics and the artifact location, then ends the run (complete or failed).
 
         Raises:
             TrackingError: Vertex AI refused or could not be reached.
@@ -273,10 +275,9 @@ class VertexExperiment:
 
         state = execution_types.Execution.State
         try:
+            aiplatform.log_params(_vertex_params(run))
             if run.metrics:
                 aiplatform.log_metrics({k: float(v) for k, v in run.metrics.items()})
-            if run.artifact_uri:
-                aiplatform.log_params({"artifact_uri": run.artifact_uri})
             aiplatform.end_run(state=state.COMPLETE if run.status == "finished" else state.FAILED)
         except Exception as exc:  # noqa: BLE001
             raise TrackingError(f"Vertex AI Experiments ({self.config.experiment}): {exc}") from exc

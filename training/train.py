@@ -297,6 +297,7 @@ def train(
         result = _train_validated(config, columns, rows_total, validated, run, progress)
         run.status, run.metrics, run.artifact_uri = "finished", result.metrics, str(result.out)
         run.trials = result.trials
+        run.params.update(asdict(result.params))  # after tuning: the hyperparameters of the model written
     except BaseException as exc:
         run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
         raise

@@ -125,6 +125,7 @@ def vertex_tuning_job(
     parallel: int,
     image_uri: str,
     args: Sequence[str],
+    command: Sequence[str] = (),
     display_name: str = "lead-scoring-tuning",
     machine_type: str = "n1-standard-8",
     accelerator: str | None = None,
@@ -140,6 +141,7 @@ def vertex_tuning_job(
         parallel: ``parallelTrialCount``.
         image_uri: The training image.
         args: The container's arguments before the tuned ones.
+        command: The container's entrypoint (the image's own when empty).
         display_name: The job's display name.
         machine_type: Compute Engine machine type of each trial.
         accelerator: An accelerator type (e.g. ``NVIDIA_TESLA_T4``) for GPU training, one per trial.
@@ -170,6 +172,7 @@ def vertex_tuning_job(
     machine = MachineSpec(machine_type=machine_type)
     if accelerator:
         machine = MachineSpec(machine_type=machine_type, accelerator_type=accelerator, accelerator_count=1)
+    container = ContainerSpec(image_uri=image_uri, command=list(command), args=list(args))
     job = HyperparameterTuningJob(
         display_name=display_name,
         study_spec=StudySpec(
@@ -179,7 +182,7 @@ def vertex_tuning_job(
         max_trial_count=trials,
         parallel_trial_count=parallel,
         trial_job_spec=CustomJobSpec(worker_pool_specs=[WorkerPoolSpec(
-            machine_spec=machine, replica_count=1, container_spec=ContainerSpec(image_uri=image_uri, args=list(args)),
+            machine_spec=machine, replica_count=1, container_spec=container,
         )]),
     )
     return json.loads(HyperparameterTuningJob.to_json(

@@ -1,4 +1,4 @@
-"""Core commands: ``data synth``, ``train``, ``serve`` and ``predict``."""
+"""Core commands: ``data synth``, ``serve`` and ``predict`` (``train`` is in ``training/cli/train.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
-from training.cli.app import app, console, print_json, stdout
+from training.cli.app import app, console, print_json
 from training.errors import LeadscoreError
 from training.refs import resolve_model
 
@@ -41,63 +40,6 @@ def data_synth(
     with console.status(f"generating {rows:,} leads"):
         path = write_table(generate_leads(rows, seed=seed), out)
     console.print(f"wrote {rows:,} leads to [bold]{path}[/]")
-
-
-@app.command()
-def train(
-    data: Annotated[str, typer.Option(help="Training data: a .csv or .parquet file.")],
-    out: Annotated[Path, typer.Option(help="Artifact directory to write (replaced if it exists).")] = Path(
-        "model"
-    ),
-    target: Annotated[str, typer.Option(help="Target column (0..1; yes/no and booleans map to 1/0).")] = (
-        "conversion_probability"
-    ),
-    exclude: Annotated[
-        Optional[list[str]], typer.Option(help="Column never used as a feature (repeatable), e.g. leakage columns.")
-    ] = None,
-    missing_token: Annotated[
-        Optional[list[str]],
-        typer.Option(help="Category value meaning 'not given' (repeatable). Default: Select."),
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    register: Annotated[bool, typer.Option(
-        help="Register the model and apply the promotion policy (see `leadscore registry --help`).")] = False,
-    min_improvement: Annotated[float, typer.Option(
-        min=0.0, help="With --register: how much lower the RMSE must be to replace the champion.")] = 0.0,
-    require_significance: Annotated[bool, typer.Option(
-        help="With --register: also require the paired-bootstrap 95 % interval of the improvement to exclude 0.")] = False,
-) -> None:
-    """Train and evaluate a model; write its artifact directory (and register it with --register)."""
-    from predictor.transform import DEFAULT_MISSING_TOKENS
-    from training.train import TrainConfig
-    from training.train import train as run_training
-
-    config = TrainConfig(
-        data=data,
-        out=out,
-        target=target,
-        exclude=list(exclude or []),
-        missing_tokens=tuple(missing_token) if missing_token else DEFAULT_MISSING_TOKENS,
-    )
-    with console.status("training") as status:
-        result = run_training(config, progress=lambda message: status.update(message))
-    registration = None
-    if register:
-        from training.cli.registry import print_registration, register_training
-
-        registration = register_training(result, min_improvement, require_significance)
-    if json_output:
-        print_json({"out": str(result.out), "metrics": result.metrics, "dropped_columns": result.spec.dropped,
-                    "registration": registration.to_dict() if registration else None})
-        return
-    table = Table(title=f"Test metrics ({result.rows_test:,} held-out rows)")
-    for name in ("rmse", "mae", "r2"):
-        table.add_column(name.upper(), justify="right")
-    table.add_row(*(f"{result.metrics[k]:.4f}" for k in ("rmse", "mae", "r2")))
-    stdout.print(table)
-    stdout.print(f"artifacts: [bold]{result.out}[/] ({result.seconds:.1f} s)")
-    if registration:
-        print_registration(registration)
 
 
 @app.command()
