@@ -4,7 +4,7 @@
 (``GET .../queries/JOB``) and ``jobs.get`` (``GET .../jobs/JOB``) on a :class:`tests.vertex_fake.FakeApi`.
 A query is translated from BigQuery SQL to DuckDB with sqlglot and run on tables registered as
 ``project.dataset.table``; results come back in BigQuery's JSON row format
-(``{"f": [{"v": "1"}, ...]}``), in pages of ``page_rows`` with page tokens, so the client's
+(``{"f": [{"v": "1"}, ...]}``; ARRAY columns as REPEATED fields, DECIMAL as NUMERIC), in pages of ``page_rows`` with page tokens, so the client's
 paging (and its Arrow conversion of REST rows) is exercised.
 """
 
@@ -25,7 +25,18 @@ _TYPES = {"BIGINT": "INTEGER", "INTEGER": "INTEGER", "DOUBLE": "FLOAT", "FLOAT":
           "BOOLEAN": "BOOLEAN", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP", "TIMESTAMP": "DATETIME", "DATE": "DATE"}
 
 
-def _cell(value: Any, kind: str) -> dict[str, Any]:
+def _field(name: str, duckdb_type: Any) -> dict[str, str]:
+    """A BigQuery schema field for a DuckDB column: ``X[]`` is a REPEATED X, ``DECIMAL`` is NUMERIC."""
+    text = str(duckdb_type)
+    repeated = text.endswith("[]")
+    text = text.removesuffix("[]")
+    kind = "NUMERIC" if text.startswith("DECIMAL") else _TYPES.get(text, "STRING")
+    return {"name": name, "type": kind, "mode": "REPEATED" if repeated else "NULLABLE"}
+
+
+def _cell(value: Any, kind: str, mode: str = "NULLABLE") -> dict[str, Any]:
+    if mode == "REPEATED":  # an ARRAY column: a list of cells
+        return {"v": [_cell(item, kind) for item in value or []]}
     if value is None:
         return {"v": None}
     if kind == "BOOLEAN":
@@ -78,9 +89,8 @@ class BigQueryTables:
             cursor = self._db.execute(sqlglot.transpile(body["query"], read="bigquery", write="duckdb")[0])
         except duckdb.Error as exc:
             return error(400, f"Query error: {exc}")
-        kinds = [_TYPES.get(str(d[1]), "STRING") for d in cursor.description]
-        fields = [{"name": d[0], "type": kind, "mode": "NULLABLE"} for d, kind in zip(cursor.description, kinds)]
-        rows = [{"f": [_cell(v, k) for v, k in zip(row, kinds)]} for row in cursor.fetchall()]
+        fields = [_field(d[0], d[1]) for d in cursor.description]
+        rows = [{"f": [_cell(v, f["type"], f["mode"]) for v, f in zip(row, fields)]} for row in cursor.fetchall()]
         job = f"job_{next(self._ids)}"
         self.results[job] = (fields, rows)
         return self._page(match["project"], job, 0, int(body.get("maxResults") or self.page_rows),

@@ -1,87 +1,28 @@
-"""A bq:// window: Vertex AI's request-response logging table read by the real BigQuery client at the wire.
-
-The fake runs the SQL the client sends (``jobs.query``) on DuckDB after translating it with
-sqlglot, so the query the data sources build is executed, not just matched.
-"""
+"""A bq:// window: Vertex AI's request-response logging table read by the real BigQuery client at the wire
+(tests/bigquery_fake.py runs the query the data sources build on DuckDB)."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
-import duckdb
+import pyarrow as pa
 import pytest
-import sqlglot
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from predictor.prediction_log import PredictionLogConfig, PredictionLogger
-from tests.vertex_fake import FakeApi, Request, error
+from tests.bigquery_fake import BigQueryTables
+from tests.vertex_fake import FakeApi
 from training.errors import SourceError
 from training.monitor.window import load_window
 from training.synth import generate_leads
 
 TABLE = "proj.logging_leadscore.request_response_logging"
-# The request-response logging table's schema, as Vertex AI creates it.
-SCHEMA = [
-    {"name": "endpoint", "type": "STRING", "mode": "NULLABLE"},
-    {"name": "deployed_model_id", "type": "STRING", "mode": "NULLABLE"},
-    {"name": "logging_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
-    {"name": "request_id", "type": "NUMERIC", "mode": "NULLABLE"},
-    {"name": "request_payload", "type": "STRING", "mode": "REPEATED"},
-    {"name": "response_payload", "type": "STRING", "mode": "REPEATED"},
-]
-
-
-LEADS_SCHEMA = [{"name": "lead_id", "type": "STRING", "mode": "NULLABLE"},
-                {"name": "company_size", "type": "FLOAT", "mode": "NULLABLE"}]
-
-
-class BigQueryTables:
-    """``jobs.query`` over DuckDB tables shaped like the logging table and a leads table."""
-
-    def __init__(self, rows: list[dict]):
-        self.db = duckdb.connect()
-        self.db.execute("ATTACH ':memory:' AS proj")
-        self.db.execute("CREATE SCHEMA proj.logging_leadscore")
-        self.db.execute("CREATE TABLE proj.logging_leadscore.request_response_logging (endpoint VARCHAR, "
-                        "deployed_model_id VARCHAR, logging_time TIMESTAMPTZ, request_id DECIMAL(38, 0), "
-                        "request_payload VARCHAR[], response_payload VARCHAR[])")
-        for row in rows:
-            self.db.execute("INSERT INTO proj.logging_leadscore.request_response_logging VALUES (?, ?, ?, ?, ?, ?)",
-                            [row[c["name"]] for c in SCHEMA])
-        self.db.execute("CREATE TABLE proj.logging_leadscore.leads AS SELECT 'L1' AS lead_id, 120.0 AS company_size")
-        self.fields = {f["name"]: f for f in SCHEMA + LEADS_SCHEMA}
-
-    def install(self, api: FakeApi) -> BigQueryTables:
-        api.add_route("POST", r"/bigquery/v2/projects/(?P<project>[^/]+)/queries", self.query)
-        return self
-
-    def query(self, request: Request, match: re.Match[str]):
-        body = request.json
-        sql = sqlglot.transpile(body["query"], read="bigquery", write="duckdb")[0]
-        try:
-            cursor = self.db.execute(sql)
-        except duckdb.Error as exc:
-            return error(400, str(exc))
-        fields = [self.fields[d[0]] for d in cursor.description]
-        rows = [{"f": [self._cell(value, field, body) for value, field in zip(row, fields)]}
-                for row in cursor.fetchall()]
-        return {"kind": "bigquery#queryResponse", "jobComplete": True, "schema": {"fields": fields}, "rows": rows,
-                "totalRows": str(len(rows)), "jobReference": {"projectId": match["project"], "jobId": "j1"}}
-
-    @staticmethod
-    def _cell(value, field: dict, body: dict) -> dict:
-        if field["mode"] == "REPEATED":
-            return {"v": [{"v": item} for item in value]}
-        if field["type"] == "TIMESTAMP":
-            assert body["formatOptions"]["useInt64Timestamp"]
-            return {"v": str(int(value.timestamp() * 1_000_000))}
-        return {"v": None if value is None else str(value)}
 
 
 @pytest.fixture
@@ -102,12 +43,21 @@ def logged_rows(tmp_path: Path) -> list[dict]:
 
 @pytest.fixture
 def bigquery_client(logged_rows) -> Iterator[tuple[bigquery.Client, FakeApi]]:
+    # The logging table's schema, as Vertex AI creates it: NUMERIC ids, REPEATED STRING payloads.
+    schema = pa.schema([("endpoint", pa.string()), ("deployed_model_id", pa.string()),
+                        ("logging_time", pa.timestamp("us", tz="UTC")), ("request_id", pa.decimal128(38, 0)),
+                        ("request_payload", pa.list_(pa.string())), ("response_payload", pa.list_(pa.string()))])
+    rows = [{**row, "request_id": Decimal(row["request_id"])} for row in logged_rows]
+    tables = BigQueryTables()
+    tables.add_table(TABLE, pa.Table.from_pylist(rows, schema=schema))
+    tables.add_table("proj.logging_leadscore.leads", pa.table({"lead_id": ["L1"], "company_size": [120.0]}))
     api = FakeApi().start()
-    BigQueryTables(logged_rows).install(api)
+    tables.install(api)
     client = bigquery.Client(project="proj", credentials=AnonymousCredentials(),
                              client_options=ClientOptions(api_endpoint=api.url))
     yield client, api
     api.stop()
+    assert api.errors == []
 
 
 def test_the_logging_table_is_read_with_one_row_per_instance(bigquery_client):
