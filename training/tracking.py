@@ -98,8 +98,8 @@ class RunRecord:
 
 
 def utc_now() -> str:
-    """The current UTC time in ISO 8601, to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """The current UTC time in ISO 8601, to the millisecond (runs started in the same second still sort)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from predictor.artifacts import ArtifactError
 from training.errors import LeadscoreError
@@ -63,5 +64,6 @@ def main() -> None:
     try:
         app()
     except (LeadscoreError, ArtifactError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        # One line, verbatim: no wrapping at the terminal width, no markup read into "[train]".
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)

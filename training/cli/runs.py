@@ -13,9 +13,6 @@ from training.cli.app import app, print_json, stdout
 runs_app = typer.Typer(help="Training runs recorded in the state directory (runs.db).", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
-_METRICS = ("rmse", "mae", "r2")
-
-
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else escape(str(value)))
 
@@ -26,22 +23,22 @@ def list_runs(
     limit: Annotated[int, typer.Option(min=1, help="At most this many (newest first).")] = 20,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List training runs, newest first."""
+    """List training runs, newest first (`runs show RUN` has the details)."""
     from training.tracking import RunStore
 
     runs = RunStore().list(experiment, limit)
     if json_output:
         print_json([r.to_dict() for r in runs])
         return
-    table = Table(title=f"Training runs ({len(runs)})")
-    for name in ("run", "started (UTC)", "status", "source", "rows", *(m.upper() for m in _METRICS), "tuned",
-                 "artifacts"):
-        table.add_column(name, justify="right" if name in ("rows", "RMSE", "MAE", "R2", "tuned") else "left")
+    table = Table(title=f"Training runs ({len(runs)}; a run ID starts with its UTC start time)")
+    table.add_column("run", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for name in ("rows", "RMSE", "R²", "trials"):
+        table.add_column(name, justify="right", no_wrap=True)
     for run in runs:
         fingerprint = run.data.get("fingerprint") or {}
-        table.add_row(run.run_id, run.started_at.replace("+00:00", ""), run.status, escape(run.params.get("source", "")),
-                      f"{fingerprint.get('rows', 0):,}", *(_number(run.metrics.get(m)) for m in _METRICS),
-                      str(len(run.trials) or ""), escape(run.artifact_uri or ""))
+        table.add_row(run.run_id, run.status, f"{fingerprint.get('rows', 0):,}",
+                      _number(run.metrics.get("rmse")), _number(run.metrics.get("r2")), str(len(run.trials) or ""))
     stdout.print(table)
 
 
