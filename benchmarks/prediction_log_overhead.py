@@ -110,5 +110,6 @@ def main() -> None:
     print(f"\nprediction_log wrote {logged} records (80 % of {args.requests + args.requests // 10 + 400} requests "
           "including warm-ups)")
 
+
 if __name__ == "__main__":
     main()
