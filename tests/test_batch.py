@@ -6,16 +6,23 @@ import json
 import math
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
 from typer.testing import CliRunner
 
 from predictor.model import LeadScoringModel
+from tests.bigquery_fake import BigQueryTables
 from tests.conftest import XEDU_CSV
+from tests.vertex_fake import FakeApi
 from training.batch import BatchError, batch_predict
 from training.cli import app
+from training.errors import LeadscoreError
 from training.sources import read_table
 from training.synth import EXAMPLE_LEAD
 
@@ -117,6 +124,38 @@ def test_non_finite_numbers_in_typed_columns_are_error_rows(synth_model: Path, s
     assert all("prediction" in rows[i] for i in range(50) if i != 7)
 
 
+def test_bigquery_source_is_read_page_by_page_at_the_wire(synth_model: Path, synth_parquet: Path, tmp_path: Path):
+    """``bq://`` through the data sources: the real BigQuery client against the DuckDB-backed query fake."""
+    leads = pq.read_table(synth_parquet).slice(0, 2_000)
+    api = FakeApi().start()
+    try:
+        BigQueryTables().add_table("proj.crm.new_leads", leads).install(api)
+        client = bigquery.Client(project="proj", credentials=AnonymousCredentials(),
+                                 client_options=ClientOptions(api_endpoint=api.url))
+        result = batch_predict(str(synth_model), "bq://proj.crm.new_leads", tmp_path / "out.parquet",
+                               chunk_rows=600, bigquery_client=client)
+        pages = api.calls("GET", r".*/queries/job_1")
+        assert not api.errors
+    finally:
+        api.stop()
+    assert result.rows == 2_000 and result.errors == 0
+    assert len(pages) == 3  # 2,000 rows in pages of 600: one with jobs.query, three from getQueryResults
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.column("lead_id").to_pylist() == leads.column("lead_id").to_pylist()
+    assert np.allclose(out.column("prediction").to_numpy(), _online(synth_model, leads.to_pylist()), atol=1e-6)
+
+
+def test_duckdb_source(synth_model: Path, synth_parquet: Path, tmp_path: Path):
+    database = tmp_path / "crm.db"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE leads AS SELECT * FROM read_parquet(?)", [str(synth_parquet)])
+    result = batch_predict(str(synth_model), f"duckdb:///{database}?table=leads", tmp_path / "out.jsonl")
+    rows = _jsonl(tmp_path / "out.jsonl")
+    assert result.rows == len(rows) == 5_000
+    expected = _online(synth_model, pq.read_table(synth_parquet).to_pylist())
+    assert np.allclose([r["prediction"] for r in rows], expected, atol=1e-6)
+
+
 def test_missing_feature_column_stops_before_writing(synth_model: Path, synth_parquet: Path, tmp_path: Path):
     pq.write_table(pq.read_table(synth_parquet).drop_columns(["industry"]), tmp_path / "in.parquet")
     with pytest.raises(BatchError, match="no column for feature.*industry"):
@@ -127,16 +166,17 @@ def test_missing_feature_column_stops_before_writing(synth_model: Path, synth_pa
 @pytest.mark.parametrize(("source", "output", "needle"), [
     ("leads.xlsx", "out.jsonl", "unsupported input type"),
     ("missing.parquet", "out.jsonl", "no such file"),
+    ("duckdb:///nowhere.db", "out.jsonl", "expected duckdb:"),
     ("missing.jsonl", "out.jsonl", "no such file"),
     ("leads.parquet", "out.txt", "unsupported output type"),
 ])
 def test_bad_paths_are_clear_errors(synth_model: Path, synth_parquet: Path, tmp_path: Path, source, output, needle):
     if source == "leads.parquet":
         source = str(synth_parquet)
-    else:
+    elif "://" not in source:
         (tmp_path / "leads.xlsx").write_text("x")
         source = str(tmp_path / source)
-    with pytest.raises(BatchError, match=needle):
+    with pytest.raises(LeadscoreError, match=needle):  # BatchError, or the data sources' SourceError
         batch_predict(str(synth_model), source, tmp_path / output)
 
 

@@ -37,11 +37,12 @@ import pyarrow.parquet as pq
 from predictor.model import LeadScoringModel
 from predictor.transform import FeatureTransform, InstanceError
 from training.errors import LeadscoreError
+from training.sources import ingest_batches
 
 DEFAULT_CHUNK_ROWS = 100_000
 PREDICTION_COLUMN = "prediction"
 ERROR_COLUMN = "error"
-_COLUMNAR_READERS = {".parquet": "read_parquet", ".pq": "read_parquet", ".csv": "read_csv_auto"}
+_FILE_SUFFIXES = (".parquet", ".pq", ".csv")
 _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -213,19 +214,6 @@ class _Unparsable:
     reason: str
 
 
-def _columnar_source(con: duckdb.DuckDBPyConnection, source: str) -> duckdb.DuckDBPyRelation:
-    path = Path(source)
-    reader = _COLUMNAR_READERS.get(path.suffix.lower())
-    if reader is None:
-        raise BatchError(f"{source}: unsupported input type {path.suffix!r}; use .parquet, .csv or .jsonl")
-    if not path.is_file():
-        raise BatchError(f"{source}: no such file")
-    try:
-        return con.sql(f"SELECT * FROM {reader}(?)", params=[str(path)])
-    except duckdb.Error as exc:
-        raise BatchError(f"{source}: {exc}") from exc
-
-
 def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     with open(path, encoding="utf-8", errors="surrogateescape") as handle:
@@ -360,6 +348,7 @@ def batch_predict(
     output: str | Path,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int, int | None], None] | None = None,
+    bigquery_client: Any = None,
 ) -> BatchResult:
     """Scores every row of a lead table and writes one output row per input row.
 
@@ -368,16 +357,19 @@ def batch_predict(
 
     Args:
         model_uri: The model's artifact directory or ``gs://`` URI.
-        source: A ``.parquet``, ``.csv`` or ``.jsonl`` file.
+        source: A ``.parquet``, ``.csv`` or ``.jsonl`` file, ``duckdb:///file.db?table=NAME`` or
+            ``bq://project.dataset.table`` (read through :func:`training.sources.ingest_batches`).
         output: A ``.jsonl`` (Vertex batch prediction rows) or ``.parquet`` file.
         chunk_rows: Rows per chunk: memory is proportional to it.
         progress: Called after each chunk with (rows done, total rows or None when unknown).
+        bigquery_client: The ``google.cloud.bigquery.Client`` for a ``bq://`` source (default: ADC).
 
     Returns:
         Counts and timing.
 
     Raises:
-        BatchError: The input cannot be read, lacks feature columns, or a format is unsupported.
+        BatchError: The input lacks feature columns or a format is unsupported.
+        training.errors.SourceError: The input cannot be read.
     """
     started = time.perf_counter()
     output = Path(output)
@@ -392,7 +384,7 @@ def batch_predict(
         with os.fdopen(fd, "wb") as handle:
             # The sink renders JSON on its own cursor while the reader streams on ``con``.
             sink = _JsonlSink(handle, con.cursor()) if fmt == "jsonl" else _ParquetSink(handle)
-            for scored, count, total in _scored_chunks(model, con, source, chunk_rows, sink):
+            for scored, count, total in _scored_chunks(model, con, source, chunk_rows, sink, bigquery_client):
                 done += count
                 errors += len(scored.errors)
                 if progress:
@@ -408,9 +400,10 @@ def batch_predict(
 
 
 def _scored_chunks(model: LeadScoringModel, con: duckdb.DuckDBPyConnection, source: str, chunk_rows: int,
-                   sink: _JsonlSink | _ParquetSink) -> Iterator[tuple[ScoredChunk, int, int | None]]:
+                   sink: _JsonlSink | _ParquetSink, bigquery_client: Any) -> Iterator[tuple[ScoredChunk, int, int | None]]:
     """Reads, scores and writes chunk by chunk; yields each chunk's scores, size and the total."""
-    if Path(source).suffix.lower() in _JSONL_SUFFIXES:
+    suffix = Path(source).suffix.lower() if "://" not in source else ""
+    if suffix in _JSONL_SUFFIXES:
         if not Path(source).is_file():
             raise BatchError(f"{source}: no such file")
         for instances in _jsonl_chunks(Path(source), chunk_rows):
@@ -418,25 +411,28 @@ def _scored_chunks(model: LeadScoringModel, con: duckdb.DuckDBPyConnection, sour
             sink.write_instances(instances, scored)
             yield scored, len(instances), None
         return
-    relation = _columnar_source(con, source)
-    missing = [name for name in model.transform.feature_names if name not in relation.columns]
+    if "://" not in source and suffix not in _FILE_SUFFIXES:
+        raise BatchError(f"{source}: unsupported input type {suffix!r}; use .parquet, .csv, .jsonl, "
+                         "duckdb:///file.db?table=NAME or bq://project.dataset.table")
+    total = _row_count(con, source) if suffix in (".parquet", ".pq") and Path(source).is_file() else None
+    batches = ingest_batches(source, batch_rows=chunk_rows, bigquery_client=bigquery_client)
+    for number, batch in enumerate(batches):
+        if number == 0:
+            _check_columns(model, source, batch.schema.names)
+        scored = score_columns(model, batch)
+        sink.write_columns(batch, scored)
+        yield scored, batch.num_rows, total
+
+
+def _check_columns(model: LeadScoringModel, source: str, columns: list[str]) -> None:
+    missing = [name for name in model.transform.feature_names if name not in columns]
     if missing:
         raise BatchError(f"{source}: no column for feature(s) {', '.join(missing)}")
-    clash = [name for name in (PREDICTION_COLUMN, ERROR_COLUMN) if name in relation.columns]
+    clash = [name for name in (PREDICTION_COLUMN, ERROR_COLUMN) if name in columns]
     if clash:
         raise BatchError(f"{source}: input column(s) {', '.join(clash)} would clash with the output's")
-    total = _row_count(con, source)
-    try:
-        for batch in relation.to_arrow_reader(chunk_rows):
-            scored = score_columns(model, batch)
-            sink.write_columns(batch, scored)
-            yield scored, batch.num_rows, total
-    except duckdb.Error as exc:
-        raise BatchError(f"{source}: {exc}") from exc
 
 
-def _row_count(con: duckdb.DuckDBPyConnection, source: str) -> int | None:
-    """The row count when it is cheap (Parquet keeps it in the footer); None otherwise."""
-    if _COLUMNAR_READERS.get(Path(source).suffix.lower()) != "read_parquet":
-        return None
-    return int(con.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [source]).fetchall()[0][0])
+def _row_count(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """A Parquet file's row count, from its footer (for the progress bar)."""
+    return int(con.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [path]).fetchall()[0][0])

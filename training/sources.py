@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,7 +198,43 @@ def ingest(
     return _run_duckdb(source, sql)
 
 
+def ingest_batches(
+    source: str | Path | Source,
+    options: IngestOptions = IngestOptions(),
+    *,
+    batch_rows: int = BATCH_ROWS,
+    bigquery_client: Any = None,
+) -> Iterator[pa.RecordBatch]:
+    """:func:`ingest`, one Arrow record batch at a time: memory holds about one batch whatever the
+    table's size (batch prediction). BigQuery results arrive in the REST API's pages of ``batch_rows``.
+
+    Raises:
+        SourceError: The source cannot be read or the query fails (also while iterating).
+        DataError: The source has duplicate column names.
+    """
+    source = source if isinstance(source, Source) else parse_source(source)
+    sql = build_query(source, options)
+    if source.kind == "bigquery":
+        from google.api_core import exceptions as google_exceptions
+
+        rows = _query_bigquery(source, sql, bigquery_client, page_size=batch_rows)
+        try:
+            yield from rows.to_arrow_iterable()
+        except google_exceptions.GoogleAPIError as exc:
+            raise SourceError(f"{source.uri}: {exc}") from exc
+        return
+    with _duckdb_reader(source, sql, batch_rows) as reader:
+        yield from reader
+
+
 def _run_duckdb(source: Source, sql: str) -> pa.Table:
+    with _duckdb_reader(source, sql, BATCH_ROWS) as reader:
+        return reader.read_all()
+
+
+@contextmanager
+def _duckdb_reader(source: Source, sql: str, batch_rows: int) -> Iterator[pa.RecordBatchReader]:
+    """The query's result as a streaming Arrow reader; DuckDB errors (also mid-stream) become SourceError."""
     assert source.path is not None
     if not source.path.is_file():
         raise SourceError(f"{source.uri}: no such file")
@@ -211,7 +249,7 @@ def _run_duckdb(source: Source, sql: str) -> pa.Table:
     except duckdb.Error as exc:
         raise SourceError(f"{source.uri}: {exc}") from exc
     try:
-        return con.sql(to_duckdb(sql)).to_arrow_reader(BATCH_ROWS).read_all()
+        yield con.sql(to_duckdb(sql)).to_arrow_reader(batch_rows)
     except duckdb.Error as exc:
         raise SourceError(f"{source.uri}: {exc}") from exc
     finally:
@@ -249,16 +287,27 @@ def storage_api_available() -> bool:
 
 def _run_bigquery(source: Source, sql: str, client: Any) -> pa.Table:
     from google.api_core import exceptions as google_exceptions
+
+    use_storage = storage_api_available()
+    rows = _query_bigquery(source, sql, client)
+    log.info("BigQuery: results via the %s", "Storage Read API" if use_storage else "REST API")
+    try:
+        # Without google-cloud-bigquery-storage the SDK pages through the REST API instead.
+        return rows.to_arrow(create_bqstorage_client=use_storage)
+    except google_exceptions.GoogleAPIError as exc:
+        raise SourceError(f"{source.uri}: {exc}") from exc
+
+
+def _query_bigquery(source: Source, sql: str, client: Any, page_size: int | None = None) -> Any:
+    """Runs the query on BigQuery; returns its ``RowIterator``."""
+    from google.api_core import exceptions as google_exceptions
     from google.cloud import bigquery
 
     client = client or bigquery.Client(project=source.project)
     config = bigquery.QueryJobConfig(use_legacy_sql=False, labels={"application": "leadscore"})
-    use_storage = storage_api_available()
-    log.info("BigQuery: %s (results via the %s)", sql, "Storage Read API" if use_storage else "REST API")
+    log.info("BigQuery: %s", sql)
     try:
-        rows = client.query_and_wait(sql, job_config=config)
-        # Without google-cloud-bigquery-storage the SDK pages through the REST API instead.
-        return rows.to_arrow(create_bqstorage_client=use_storage)
+        return client.query_and_wait(sql, job_config=config, page_size=page_size)
     except google_exceptions.GoogleAPIError as exc:
         raise SourceError(f"{source.uri}: {exc}") from exc
 

@@ -70,8 +70,8 @@ def explain(
 def batch_predict(
     model: ModelRef,
     input_path: Annotated[str, typer.Option(
-        "--input", help="Leads to score: a .parquet, .csv or .jsonl file; with --vertex gs://…/*.jsonl or "
-                        "bq://project.dataset.table.")],
+        "--input", help="Leads to score: a .parquet, .csv or .jsonl file, duckdb:///file.db?table=NAME or "
+                        "bq://project.dataset.table; with --vertex gs://…/*.jsonl or bq://project.dataset.table.")],
     output: Annotated[str, typer.Option(help="Result: a .jsonl (Vertex batch prediction rows) or .parquet file; "
                                              "with --vertex gs://bucket/prefix or bq://project[.dataset].")],
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows scored at a time (memory is proportional).")] = (
