@@ -12,7 +12,9 @@ and ``error``.
 
 Inputs:
 
-- Parquet and CSV are read through DuckDB as typed columns (CSV types are sniffed as in training).
+- Parquet, CSV, ``duckdb:///file.db?table=NAME`` and ``bq://project.dataset.table`` are read as
+  typed Arrow columns through the data sources' ingestion query, streamed
+  (:func:`training.sources.ingest_batches`; CSV types are sniffed as in training).
 - JSONL holds one instance per line, exactly as in an online request, and gets the online
   request's checks (a string where a number belongs is an error; a missing key is a missing value).
 """
