@@ -46,8 +46,10 @@ def bootstrap_rmse_interval(
     Up to :data:`PLAIN_BOOTSTRAP_MAX_ROWS` rows, rows are resampled with replacement
     ``resamples`` times. Beyond that, the bag of little bootstraps (Kleiner et al., 2014) is
     used: 20 random subsets of ``n ** 0.6`` rows, each resampled up to the full ``n`` with
-    multinomial weights (``resamples / 10`` times), the subsets' interval bounds averaged. It
-    has the plain bootstrap's accuracy at a cost that does not grow with ``n * resamples``.
+    multinomial weights (``resamples / 10`` times); each subset gives the percentiles of the
+    resampled RMSE minus the subset's RMSE, and their average is put around the RMSE of all
+    rows. It has the plain bootstrap's accuracy at a cost that does not grow with
+    ``n * resamples``.
 
     Returns:
         ``{"low", "high", "confidence", "method", "resamples"}``.
@@ -64,13 +66,17 @@ def bootstrap_rmse_interval(
         low, high = _percentile_interval(np.sqrt(means), confidence)
         method = "percentile bootstrap"
     else:
+        # Each subset estimates the spread of the bootstrap RMSE around its own RMSE; the averaged
+        # spread is put around the RMSE of all rows.
         subset_size, subsets, per_subset = int(n ** 0.6), 20, max(50, resamples // 10)
-        bounds = []
+        rmse = float(np.sqrt(errors.mean()))
+        spreads = []
         for _ in range(subsets):
             subset = errors[rng.choice(n, size=subset_size, replace=False)]
             weights = rng.multinomial(n, np.full(subset_size, 1 / subset_size), size=per_subset)
-            bounds.append(_percentile_interval(np.sqrt(weights @ subset / n), confidence))
-        low, high = (float(v) for v in np.mean(bounds, axis=0))
+            deviations = np.sqrt(weights @ subset / n) - np.sqrt(subset.mean())
+            spreads.append(_percentile_interval(deviations, confidence))
+        low, high = (rmse + float(v) for v in np.mean(spreads, axis=0))
         method = "bag of little bootstraps"
     return {"low": low, "high": high, "confidence": confidence, "method": method, "resamples": resamples}
 
