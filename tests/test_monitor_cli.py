@@ -210,19 +210,23 @@ def test_performance_with_labels(synth_model: Path, windows, receiver: Receiver)
 
 
 def test_errors_name_the_problem(synth_model: Path, windows, tmp_path: Path):
+    from training.errors import LeadscoreError
+
     empty = tmp_path / "predictions"
     empty.mkdir()
     for args, needle in (
-        (["--window", str(empty)], "no prediction log here"),
         (["--window", str(windows["fresh"]), "--on-drift", "page-someone"], "the only action is 'retrain'"),
         (["--window", str(windows["fresh"]), "--feature-threshold", "industry"], "expected FEATURE=NUMBER"),
         (["--window", str(windows["fresh"]), "--labels", str(windows["labels"]), "--id-column", "id"],
          "no 'id' column"),
     ):
-        result = subprocess.run([sys.executable, "-m", "training", "monitor", "drift", "--model", str(synth_model),
-                                 *args], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 1, result.stderr
-        assert needle in " ".join(result.stderr.split()), result.stderr
+        result = CliRunner().invoke(app, ["monitor", "drift", "--model", str(synth_model), *args])
+        assert isinstance(result.exception, LeadscoreError) and needle in str(result.exception), result.output
+    # Through the real entry point: a message and exit code 1, no traceback.
+    result = subprocess.run([sys.executable, "-m", "training", "monitor", "drift", "--model", str(synth_model),
+                             "--window", str(empty)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no prediction log here" in " ".join(result.stderr.split()), result.stderr
 
 
 def _chromium_layout(report: Path, tmp_path: Path) -> list[dict]:
