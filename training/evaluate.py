@@ -45,7 +45,7 @@ def bootstrap_rmse_interval(
 
     Up to :data:`PLAIN_BOOTSTRAP_MAX_ROWS` rows, rows are resampled with replacement
     ``resamples`` times. Beyond that, the bag of little bootstraps (Kleiner et al., 2014) is
-    used: 20 random subsets of ``n ** 0.6`` rows, each resampled up to the full ``n`` with
+    used: 10 random subsets of ``n ** 0.6`` rows, each resampled up to the full ``n`` with
     multinomial weights (``resamples / 10`` times); each subset gives the percentiles of the
     resampled RMSE minus the subset's RMSE, and their average is put around the RMSE of all
     rows. It has the plain bootstrap's accuracy at a cost that does not grow with
@@ -68,7 +68,7 @@ def bootstrap_rmse_interval(
     else:
         # Each subset estimates the spread of the bootstrap RMSE around its own RMSE; the averaged
         # spread is put around the RMSE of all rows.
-        subset_size, subsets, per_subset = int(n ** 0.6), 20, max(50, resamples // 10)
+        subset_size, subsets, per_subset = int(n ** 0.6), 10, max(50, resamples // 10)
         rmse = float(np.sqrt(errors.mean()))
         spreads = []
         for _ in range(subsets):

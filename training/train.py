@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET = "conversion_probability"
 DEFAULT_MODEL_NAME = "lead-scoring"
 EVALUATION_FILE = "evaluation.json"
+# The drift profile is computed on at most this many training rows (a random sample beyond).
+PROFILE_MAX_ROWS = 200_000
 TUNING_FILE = "tuning.json"
 
 
@@ -193,12 +195,11 @@ def fit_model(
     train_rows: np.ndarray,
     config: TrainConfig,
     progress: Callable[[str], None] | None = None,
-) -> tuple[xgb.Booster, XGBParams, list[dict[str, Any]], np.ndarray]:
+) -> tuple[xgb.Booster, XGBParams, list[dict[str, Any]]]:
     """Trains the model on the training rows, after tuning when ``config.tune_trials`` asks for it.
 
     Returns:
-        The booster, its hyperparameters, the tuning trials (empty without tuning) and the
-        booster's predictions for the training rows.
+        The booster, its hyperparameters and the tuning trials (empty without tuning).
     """
     params, trials = config.params, []
     if config.tune_trials > 0:
@@ -214,9 +215,8 @@ def fit_model(
         params, trials = result.params, result.trials
     _notify(progress, f"training XGBoost ({params.n_estimators} trees, depth {params.max_depth}) "
                       f"on {len(train_rows):,} rows")
-    dtrain = quantile_matrix(transform, columns, train_rows, y)
-    booster = fit_booster(dtrain, params)
-    return booster, params, trials, booster.predict(dtrain)
+    booster = fit_booster(quantile_matrix(transform, columns, train_rows, y), params)
+    return booster, params, trials
 
 
 def _notify(progress: Callable[[str], None] | None, message: str) -> None:
@@ -317,14 +317,16 @@ def _train_validated(config: TrainConfig, columns: Columns, rows_total: int, val
 
     _notify(progress, f"fitting preprocessing on {len(train_rows):,} rows ({len(spec.features)} features)")
     transform = fit_feature_transform(take(columns, train_rows), spec, config.missing_tokens)
-    booster, params, trials, train_pred = fit_model(transform, columns, y, train_rows, config, progress)
+    booster, params, trials = fit_model(transform, columns, y, train_rows, config, progress)
 
     _notify(progress, f"evaluating on {len(test_rows):,} held-out rows")
     test_pred = predict_rows(booster, transform, columns, test_rows)
     metrics, evaluation = evaluate(y[test_rows], test_pred, booster, transform, seed=config.random_state)
     if trials:
         metrics["validation_rmse"] = min(t["validation_rmse"] for t in trials if t["validation_rmse"] is not None)
-    profile = build_profile(columns, spec, train_pred, rows=train_rows)
+    # The training rows are in random order: their head is a random sample, plenty for 10 quantile bins.
+    profile_rows = train_rows[:PROFILE_MAX_ROWS]
+    profile = build_profile(columns, spec, predict_rows(booster, transform, columns, profile_rows), rows=profile_rows)
 
     metadata = {
         "model_name": config.model_name,
