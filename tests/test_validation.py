@@ -66,7 +66,8 @@ CASES = {
     "entirely missing feature": (lambda d: _write(_leads(notes=[None] * 200), d / "g.csv"), [],
                                  "feature 'notes' is entirely missing; exclude it or fix the source"),
     "window with no rows": (lambda d: _write(_leads(created=pd.Timestamp("2026-01-01", tz="UTC")), d / "h.parquet"),
-                            ["--window-column", "created", "--since", "2027-01-01"], "the source returned no rows"),
+                            ["--window-column", "created", "--since", "2027-01-01T00:00:00+02:00"],
+                            "the source returned no rows"),
 }
 
 

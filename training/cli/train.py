@@ -18,6 +18,7 @@ from training.errors import ConfigError
 _DATA_HELP = ("Training data: a .csv/.parquet path, duckdb:///file.db?table=NAME or bq://project.dataset.table "
               "(default: \\[data] source of --config).")
 _HYPER = "Hyperparameters (override --config)"
+_TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 _DATA = "Data (override --config)"
 
 
@@ -101,8 +102,10 @@ def train(
     window_column: Annotated[Optional[str], typer.Option(
         help="TIMESTAMP column of an incremental window.", rich_help_panel=_DATA)] = None,
     since: Annotated[Optional[datetime], typer.Option(
-        help="Window start (inclusive, UTC unless an offset is given).", rich_help_panel=_DATA)] = None,
-    until: Annotated[Optional[datetime], typer.Option(help="Window end (exclusive).", rich_help_panel=_DATA)] = None,
+        formats=_TIME_FORMATS, help="Window start (inclusive; UTC unless an offset such as +02:00 is given).",
+        rich_help_panel=_DATA)] = None,
+    until: Annotated[Optional[datetime], typer.Option(
+        formats=_TIME_FORMATS, help="Window end (exclusive).", rich_help_panel=_DATA)] = None,
     missing_token: Annotated[Optional[list[str]], typer.Option(
         help="Category value meaning 'not given' (repeatable). Default: Select.", rich_help_panel=_DATA)] = None,
     min_rows: Annotated[Optional[int], typer.Option(
