@@ -34,6 +34,29 @@ Example (every key is optional; command-line flags override file values)::
     experiment = "lead-scoring"
     project = "my-project"
     location = "us-central1"
+
+    [cloud]                                  # Google Cloud (the vertex engine, registry, deployment)
+    project = "my-project"
+    region = "us-central1"
+    service_account = "leadscore-pipelines@my-project.iam.gserviceaccount.com"
+
+    [registry]
+    backend = "local"                        # or "vertex": Vertex AI Model Registry
+    uri = "gs://my-bucket/registry"          # artifacts and promotion log (vertex)
+    min_improvement = 0.0                    # RMSE a challenger must gain to be promoted
+    require_significance = false             # paired-bootstrap 95 % interval must exclude zero
+
+    [serving]
+    image = "us-central1-docker.pkg.dev/my-project/leadscore/serving:1.0.0"
+    endpoint = ""                            # deploy promoted models here (empty: no deployment)
+    traffic = 10                             # canary share of a new deployment, percent
+
+    [pipeline]
+    engine = "local"                         # local | kfp-local | vertex
+    root = "gs://my-bucket/pipeline-root"    # vertex; locally <state dir>/pipeline-root
+    training_image = "us-central1-docker.pkg.dev/my-project/leadscore/training:0.1.0"
+    synth_rows = 20000                       # leads synthesised when [data] has no source
+    synth_seed = 42
 """
 
 from __future__ import annotations
@@ -92,12 +115,56 @@ class TrainSection:
 
 
 @dataclass
+class CloudSection:
+    """``[cloud]``: the Google Cloud project and region the job uses."""
+
+    project: str | None = None
+    region: str = "us-central1"
+    service_account: str | None = None
+
+
+@dataclass
+class RegistrySection:
+    """``[registry]``: where versions go and when a challenger is promoted."""
+
+    backend: str = "local"
+    uri: str | None = None
+    min_improvement: float = 0.0
+    require_significance: bool = False
+
+
+@dataclass
+class ServingSection:
+    """``[serving]``: the CPR serving image and the endpoint promoted models are deployed to."""
+
+    image: str | None = None
+    endpoint: str = ""
+    traffic: int = 10
+
+
+@dataclass
+class PipelineSection:
+    """``[pipeline]``: how ``leadscore run`` runs the pipeline."""
+
+    engine: str = "local"
+    root: str | None = None
+    training_image: str | None = None
+    synth_rows: int = 20_000
+    synth_seed: int = 42
+
+
+@dataclass
 class LeadscoreConfig:
-    """The whole file: ``[data]``, ``[train]``, ``[tracking]``."""
+    """The whole file: ``[data]``, ``[train]``, ``[tracking]``, ``[cloud]``, ``[registry]``,
+    ``[serving]``, ``[pipeline]``."""
 
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cloud: CloudSection = field(default_factory=CloudSection)
+    registry: RegistrySection = field(default_factory=RegistrySection)
+    serving: ServingSection = field(default_factory=ServingSection)
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
 
     def train_config(self, out: Path) -> TrainConfig:
         """The training run this configuration describes.

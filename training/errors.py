@@ -27,3 +27,7 @@ class TrackingError(LeadscoreError):
 
 class ConfigError(LeadscoreError):
     """A configuration file cannot be read or holds an unknown or ill-typed setting."""
+
+
+class PipelineError(LeadscoreError):
+    """A pipeline run failed (the message names the failed task)."""

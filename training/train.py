@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import xgboost as xgb
 from sklearn.model_selection import train_test_split
 
@@ -112,6 +113,8 @@ class TrainConfig:
         model_name: Name recorded in the metadata (the registry's model name).
         missing_tokens: Category values meaning "not given".
         tracking: Where the run is recorded.
+        test_data: An already separated held-out set (the pipeline's preprocess step writes
+            one); when given, ``data`` is used whole for training and ``test_size`` is ignored.
     """
 
     data: str
@@ -128,6 +131,7 @@ class TrainConfig:
     model_name: str = DEFAULT_MODEL_NAME
     missing_tokens: tuple[str, ...] = DEFAULT_MISSING_TOKENS
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    test_data: str | None = None
 
     def ingest_options(self) -> IngestOptions:
         """The query options, with the target added to an explicit column list."""
@@ -274,6 +278,13 @@ def train(
     options = config.ingest_options()
     _notify(progress, f"reading {config.data}")
     table = ingest(source, options, bigquery_client=bigquery_client)
+    rows_train_part = None
+    if config.test_data:
+        # One table, training rows first, so validation and preparation see both parts alike.
+        _notify(progress, f"reading held-out rows from {config.test_data}")
+        test_table = ingest(parse_source(config.test_data), options, bigquery_client=bigquery_client)
+        rows_train_part = table.num_rows
+        table = pa.concat_tables([table, test_table.select(table.column_names)], promote_options="permissive")
     _notify(progress, f"validating {table.num_rows:,} rows")
     validated = validate(table, config.target, config.exclude, config.min_rows)
     fingerprint = data_fingerprint(table)
@@ -294,7 +305,7 @@ def train(
     if experiment:
         experiment.start(run)
     try:
-        result = _train_validated(config, columns, rows_total, validated, run, progress)
+        result = _train_validated(config, columns, rows_total, validated, run, progress, rows_train_part)
         run.status, run.metrics, run.artifact_uri = "finished", result.metrics, str(result.out)
         run.trials = result.trials
         run.params.update(asdict(result.params))  # after tuning: the hyperparameters of the model written
@@ -311,9 +322,14 @@ def train(
 
 
 def _train_validated(config: TrainConfig, columns: Columns, rows_total: int, validated: ValidatedData,
-                     run: RunRecord, progress: Callable[[str], None] | None) -> TrainResult:
+                     run: RunRecord, progress: Callable[[str], None] | None,
+                     rows_train_part: int | None = None) -> TrainResult:
     spec, y = validated.spec, validated.target
-    train_rows, test_rows = split_rows(validated.labelled, config.test_size, config.random_state)
+    if rows_train_part is None:
+        train_rows, test_rows = split_rows(validated.labelled, config.test_size, config.random_state)
+    else:
+        labelled = validated.labelled
+        train_rows, test_rows = labelled[labelled < rows_train_part], labelled[labelled >= rows_train_part]
 
     _notify(progress, f"fitting preprocessing on {len(train_rows):,} rows ({len(spec.features)} features)")
     transform = fit_feature_transform(take(columns, train_rows), spec, config.missing_tokens)
