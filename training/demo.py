@@ -1,60 +1,64 @@
-"""``make demo``: synthetic leads → training → the real CPR server → one scored lead over HTTP."""
+"""``make demo``: the main job on synthetic leads, the champion served by the real CPR server,
+the example lead scored over HTTP, then a second run on fresh data with its promotion decision."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
+import os
+import shutil
 
 import httpx
 from rich.console import Console
 
+from training.cli.pipeline import print_summary
+from training.config import LeadscoreConfig
+from training.job import run_job
+from training.refs import resolve_model
 from training.serve import start_server_process
-from training.state import home_dir
-from training.synth import EXAMPLE_LEAD, generate_leads, write_table
-from training.train import TrainConfig, train
+from training.state import HOME_ENV, home_dir
+from training.synth import EXAMPLE_LEAD
+
+DEMO_ROWS = 50_000
 
 
-
-def run_demo(workdir: Path, rows: int = 50_000, console: Console | None = None) -> float:
-    """Runs the demo and returns the example lead's score.
-
-    Args:
-        workdir: Where the data and the artifact directory go.
-        rows: Synthetic leads to train on.
-        console: Where to report progress.
-    """
+def run_demo(console: Console | None = None) -> float:
+    """Runs the demo in ``<state dir>/demo`` (emptied first) and returns the example lead's score."""
     console = console or Console()
-    data = workdir / "leads.parquet"
-    with console.status(f"synthesising {rows:,} leads"):
-        write_table(generate_leads(rows, seed=42), data)
-    console.print(f"[green]✓[/] {rows:,} synthetic leads → {data}")
-    with console.status("training") as status:
-        result = train(TrainConfig(data=str(data), out=workdir / "model"), progress=status.update)
-    m = result.metrics
-    console.print(f"[green]✓[/] trained in {result.seconds:.1f} s: RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
-                  f"R² {m['r2']:.3f} → {result.out}")
-    with console.status("starting the Vertex AI CPR model server"):
-        server = start_server_process(result.out)
+    home = home_dir() / "demo"
+    shutil.rmtree(home, ignore_errors=True)
+    os.environ[HOME_ENV] = str(home)  # the demo's own registry: its first model is 1.0.0
+
+    def progress(message: str) -> None:
+        console.print(f"[green]›[/] {message}")
+
+    config = LeadscoreConfig()
+    config.pipeline.synth_rows = DEMO_ROWS
+    console.rule(f"leadscore run: {DEMO_ROWS:,} synthetic leads")
+    print_summary(run_job(config, "local", progress))
+
+    champion = resolve_model("lead-scoring@champion")
+    console.rule("serving lead-scoring@champion with Vertex AI's CprModelServer")
+    server = start_server_process(champion)
     try:
-        console.print(f"[green]✓[/] CprModelServer with LeadScoringPredictor on {server.url}")
-        response = httpx.post(f"{server.url}/predict", json={"instances": [EXAMPLE_LEAD]}, timeout=30)
+        body = {"instances": [EXAMPLE_LEAD]}
+        response = httpx.post(f"{server.url}/predict", json=body, timeout=30)
         response.raise_for_status()
         score = response.json()["predictions"][0]
-        console.print("POST /predict " + json.dumps({"instances": [EXAMPLE_LEAD]}))
-        console.print(f"[bold]conversion probability of the example lead: {score:.4f}[/]")
-        return score
+        console.print(f"POST {server.url}/predict {json.dumps(body)}")
+        console.print(f"[bold]conversion probability of the example lead: {score:.4f}[/] "
+                      f"(model {response.json()['model_version']})")
     finally:
         server.stop()
-        console.print("[green]✓[/] server stopped")
+
+    console.rule("leadscore run again, on fresh leads: champion or challenger?")
+    config.pipeline.synth_seed = 43
+    print_summary(run_job(config, "local", progress))
+    return score
 
 
 def main() -> None:
     """Entry point of ``python -m training.demo``."""
-    workdir = home_dir() / "demo"
-    workdir.mkdir(parents=True, exist_ok=True)
-    run_demo(workdir)
-    sys.exit(0)
+    run_demo()
 
 
 if __name__ == "__main__":
