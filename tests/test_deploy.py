@@ -150,6 +150,18 @@ def test_bad_settings_are_refused_before_any_call(fake: Fake, config, needle):
     assert fake.api.requests == []
 
 
+def test_an_artifact_directory_is_uploaded_then_deployed(fake: Fake, versions, synth_run):
+    registry = fake.registry()
+    run = synth_run(max_depth=4, n_estimators=15)
+    result = deploy(registry, str(run.out), DeployConfig(endpoint="leads", traffic=10))
+    upload = fake.api.calls("POST", r".*/models:upload")[-1].json
+    assert "champion" not in upload["model"].get("versionAliases", [])  # a canary, not the champion
+    assert result.version.version.endswith("-rc.1") and result.newly_deployed
+    assert fake.deploy_calls()[-1]["deployedModel"]["model"] == result.version.resource_name
+    assert registry.history("lead-scoring")[-1].action == "register"
+    assert registry.resolve("lead-scoring@champion").version == versions[-1].split("@")[1]
+
+
 def test_unknown_version_is_a_registry_error(fake: Fake, versions):
     with pytest.raises(RegistryError):
         deploy(fake.registry(), "lead-scoring@9.9.9", DeployConfig(endpoint="leads"))

@@ -156,11 +156,18 @@ def test_cli_run_json(home: Path):
     assert summary["decision"]["event"]["reason"] == "first model: no champion yet"
 
 
-def test_bad_data_stops_the_local_engine_before_registration(home: Path, tmp_path: Path):
+@pytest.fixture
+def no_target_config(tmp_path: Path) -> LeadscoreConfig:
+    """A job whose source lacks the target column: validation must stop it."""
     source = write_table(generate_leads(500, seed=1).drop_columns(["conversion_probability"]),
                          tmp_path / "no-target.parquet")
     config = _small()
     config.data.source = str(source)
+    return config
+
+
+def test_bad_data_stops_the_local_engine_before_registration(home: Path, no_target_config: LeadscoreConfig):
+    config = no_target_config
     with pytest.raises(DataError, match="target column 'conversion_probability' not found"):
         run_job(config, "local")
     assert open_registry().versions() == []
@@ -183,11 +190,8 @@ def test_kfp_local_runs_the_dag_registers_and_caches(home: Path, caplog: pytest.
     assert second.decision["event"]["champion_rmse"] == pytest.approx(second.decision["event"]["challenger_rmse"])
 
 
-def test_kfp_local_failed_validation_registers_nothing(home: Path, tmp_path: Path):
-    source = write_table(generate_leads(500, seed=1).drop_columns(["conversion_probability"]),
-                         tmp_path / "no-target.parquet")
-    config = _small()
-    config.data.source = str(source)
+def test_kfp_local_failed_validation_registers_nothing(home: Path, no_target_config: LeadscoreConfig):
+    config = no_target_config
     with pytest.raises(PipelineError, match="Inner task failed: .*validate"):
         run_job(config, "kfp-local")
     assert open_registry().versions() == []

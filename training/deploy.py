@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from training.errors import LeadscoreError
@@ -154,12 +155,26 @@ def _renormalised(split: dict[str, int], keep: list[str], preferred: str) -> dic
     return scaled
 
 
+def _registered(registry: Any, ref: str) -> ModelVersion:
+    """The registry's version for ``ref``; an artifact directory not in it yet is uploaded first
+    (registered without the champion alias: a canary is a candidate, not the champion)."""
+    path = Path(ref)
+    if path.is_dir():
+        found = registry.find_artifacts(path)
+        if found is not None:
+            return found
+        log.info("uploading %s to the Vertex AI registry before deploying it", ref)
+        return registry.add_unpromoted(path, "uploaded by leadscore deploy; not compared with the champion").version
+    return registry.resolve(ref)
+
+
 def deploy(registry: Any, ref: str, config: DeployConfig) -> DeployResult:
     """Deploys a version of the Vertex AI registry to an endpoint with a traffic split.
 
     Args:
         registry: A ``training.registry.vertex.VertexRegistry`` (project, location, credentials).
-        ref: ``name@alias`` or ``name@1.2.3`` in that registry.
+        ref: ``name@alias`` or ``name@1.2.3`` in that registry, or an artifact directory (uploaded
+            to the registry first when it is not there yet).
         config: Endpoint, traffic and resources.
 
     Returns:
@@ -170,7 +185,7 @@ def deploy(registry: Any, ref: str, config: DeployConfig) -> DeployResult:
         training.errors.RegistryError: The reference names no version of the registry.
     """
     _check(config)
-    version = registry.resolve(ref)
+    version = _registered(registry, ref)
     if not version.resource_name:
         raise DeployError(f"{version.ref} has no Vertex AI model resource; register it on Vertex AI first")
     # The registry's SDK set-up (project, location, credentials, API endpoint, REST), not a second one.

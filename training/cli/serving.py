@@ -126,8 +126,9 @@ def batch_predict(
 
 @app.command()
 def deploy(
-    model: Annotated[str, typer.Option("--model", "-m", help="Version of the Vertex AI registry: name@alias or "
-                                                            "name@1.2.3.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Version of the Vertex AI registry (name@alias or "
+                                                            "name@1.2.3), or an artifact directory, uploaded "
+                                                            "to it first (without the champion alias).")],
     endpoint: Annotated[str, typer.Option(help="Endpoint display name (created if new), resource name or ID.")],
     traffic: Annotated[int, typer.Option(min=0, max=100, help="Percent of traffic for a newly deployed version "
                                                               "(the canary); the first version gets 100.")] = 10,

@@ -46,6 +46,7 @@ PROMOTE = "promote"
 REJECT = "reject"
 MANUAL_PROMOTE = "manual-promote"
 ROLLBACK = "rollback"
+REGISTER = "register"
 # Actions that make a version champion on their own merit (a rollback only undoes one).
 _PROMOTING = (PROMOTE, MANUAL_PROMOTE)
 
@@ -108,7 +109,8 @@ class PromotionEvent:
     Attributes:
         name: The model name.
         action: ``promote`` (a challenger won), ``reject`` (it lost; registered without the
-            alias), ``manual-promote`` (a person moved the champion) or ``rollback``.
+            alias), ``manual-promote`` (a person moved the champion), ``rollback`` or ``register``
+            (added without a comparison and without the alias, e.g. by ``leadscore deploy``).
         version: The version the decision is about: the new champion, or the rejected challenger.
         previous_champion: The champion before this event (None for the first model).
         challenger_rmse: RMSE of ``version``.
@@ -138,7 +140,7 @@ class PromotionEvent:
     @property
     def moves_champion(self) -> bool:
         """Whether the champion alias moved with this event."""
-        return self.action != REJECT
+        return self.action not in (REJECT, REGISTER)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -447,6 +449,24 @@ class Registry(ABC):
             return policy.decide(challenger, self._champion_model(champion), holdout, champion)
 
         return self._add(source, challenger, decide)
+
+    def add_unpromoted(self, artifacts: str | os.PathLike[str], reason: str) -> Registration:
+        """Registers an artifact directory without comparing it and without the champion alias.
+
+        For a version that must exist in the registry before it is used, such as a canary that
+        ``leadscore deploy`` uploads: it gets a pre-release of the next version, like a rejected
+        challenger, and the log records it as ``register`` with the reason.
+
+        Raises:
+            predictor.artifacts.ArtifactError: The artifacts do not verify; nothing is registered.
+        """
+        path = Path(artifacts)
+        challenger = LeadScoringModel.load(path)
+
+        def unpromoted(champion: ModelVersion | None) -> Decision:
+            return Decision(False, reason, _recorded_rmse(path), champion.rmse if champion else None)
+
+        return self._add(path, challenger, unpromoted, action=REGISTER)
 
     def promote(self, ref: str, reason: str | None = None) -> Registration:
         """Makes a version champion by hand: an explicit human decision, logged as ``manual-promote``.
