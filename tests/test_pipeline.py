@@ -259,3 +259,18 @@ def test_pipeline_schedule_is_created_at_the_wire(vertex_api: FakeApi):
     assert schedule["cron"] == "0 3 * * *"
     assert schedule["createPipelineJobRequest"]["pipelineJob"]["runtimeConfig"]["gcsOutputDirectory"] == (
         "gs://bucket/pipeline-root")
+
+
+def test_monitor_retrain_action_runs_the_main_job(home: Path):
+    """``leadscore monitor drift --on-drift retrain`` starts ``leadscore run``: the default command, for real."""
+    import os
+
+    from training.monitor.actions import start_retrain
+
+    result = start_retrain("drift", {"features": {"industry": 0.4}})
+    assert result.ok, result.summary
+    _, status = os.waitpid(result.details["pid"], 0)
+    log = Path(result.details["log"]).read_text()
+    assert os.waitstatus_to_exitcode(status) == 0, log
+    assert "first model: no champion yet" in log
+    assert open_registry().resolve("lead-scoring@champion").version == "1.0.0"
