@@ -47,24 +47,15 @@ def run(
     from training.job import run_job
 
     config = _load(config_file)
-    if data is not None:
-        config.data.source = data
-    if target is not None:
-        config.data.target = target
-    if exclude:
-        config.data.exclude = list(exclude)
-    if tune is not None:
-        config.train.tune_trials = tune
-    if synth_rows is not None:
-        config.pipeline.synth_rows = synth_rows
-    if synth_seed is not None:
-        config.pipeline.synth_seed = synth_seed
-    if min_improvement is not None:
-        config.registry.min_improvement = min_improvement
-    if require_significance is not None:
-        config.registry.require_significance = require_significance
-    if endpoint is not None:
-        config.serving.endpoint = endpoint
+    overrides = {
+        ("data", "source"): data, ("data", "target"): target, ("data", "exclude"): list(exclude) if exclude else None,
+        ("train", "tune_trials"): tune, ("pipeline", "synth_rows"): synth_rows,
+        ("pipeline", "synth_seed"): synth_seed, ("registry", "min_improvement"): min_improvement,
+        ("registry", "require_significance"): require_significance, ("serving", "endpoint"): endpoint,
+    }
+    for (section, key), value in overrides.items():
+        if value is not None:  # a flag given on the command line wins over the config file
+            setattr(getattr(config, section), key, value)
     engine = engine or config.pipeline.engine
     with console.status(f"leadscore run ({engine})") as status:
         def progress(message: str) -> None:
