@@ -136,6 +136,17 @@ def train_step(
     return train(config)
 
 
+def holdout_from_file(test_data: str | Path, target: str) -> Any:
+    """The labelled rows of a held-out file as the registry's :class:`~training.registry.promotion.Holdout`."""
+    from training.features import target_array
+    from training.registry.promotion import Holdout
+
+    frame = pq.read_table(test_data).to_pandas()
+    y = target_array(frame[target])
+    known = ~np.isnan(y)
+    return Holdout(columns=frame.loc[known].drop(columns=[target]).reset_index(drop=True), target=y[known])
+
+
 def evaluate_step(model_dir: str | Path, test_data: str | Path, target: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Scores the verified artifact directory on the held-out file, through the serving path.
 
@@ -145,28 +156,14 @@ def evaluate_step(model_dir: str | Path, test_data: str | Path, target: str) -> 
     """
     from predictor.model import LeadScoringModel
     from training.evaluate import evaluate
-    from training.features import target_array
 
     model = LeadScoringModel.load(model_dir)
-    frame = pq.read_table(test_data).to_pandas()
-    y = target_array(frame[target])
-    known = ~np.isnan(y)
-    columns = {name: frame[name].to_numpy()[known] if name in frame else np.full(known.sum(), None)
+    holdout = holdout_from_file(test_data, target)
+    columns = {name: holdout.columns[name].to_numpy() if name in holdout.columns else np.full(len(holdout), None)
                for name in model.transform.feature_names}
     predictions = model.predict_matrix(model.transform.transform_columns(columns))
     seed = int(model.metadata.get("split", {}).get("random_state", 0))
-    return evaluate(y[known], predictions, model.booster, model.transform, seed=seed)
-
-
-def holdout_from_file(test_data: str | Path, target: str) -> Any:
-    """The held-out rows of a file as the registry's :class:`~training.registry.promotion.Holdout`."""
-    from training.features import target_array
-    from training.registry.promotion import Holdout
-
-    frame = pq.read_table(test_data).to_pandas()
-    y = target_array(frame[target])
-    known = ~np.isnan(y)
-    return Holdout(columns=frame.loc[known].drop(columns=[target]).reset_index(drop=True), target=y[known])
+    return evaluate(holdout.target, predictions, model.booster, model.transform, seed=seed)
 
 
 def register_step(model_dir: str | Path, test_data: str | Path, target: str, policy: Any = None,
