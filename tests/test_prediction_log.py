@@ -70,10 +70,10 @@ def test_sampling_rate(tmp_path: Path):
 
 def test_files_rotate_and_the_directory_stays_bounded(tmp_path: Path):
     max_bytes, keep = 4_000, 2
-    for pid in (101, 102, 103):  # files left behind by earlier server processes
-        old = tmp_path / f"{FILE_PREFIX}host-{pid}{FILE_SUFFIX}"
-        old.write_text("x" * 3_000 + "\n")
-        os.utime(old, (pid, pid))
+    old_names = [f"{FILE_PREFIX}old-host-{pid}{FILE_SUFFIX}" for pid in (101, 102, 103)]
+    for age, name in enumerate(old_names, start=1):  # files left behind by earlier server processes
+        (tmp_path / name).write_text("x" * 3_000 + "\n")
+        os.utime(tmp_path / name, (age, age))
     logger = _logger(tmp_path, max_bytes=max_bytes, keep=keep)
     for i in range(300):
         logger.log({"instances": [{"i": i}]}, {"predictions": [0.5]})
@@ -82,7 +82,7 @@ def test_files_rotate_and_the_directory_stays_bounded(tmp_path: Path):
     total = sum(p.stat().st_size for p in tmp_path.iterdir())
     line = max(len(json.dumps(r)) + 1 for r in _lines(tmp_path))
     assert total <= (keep + 1) * max_bytes + line
-    assert not any("-10" in name for name in names)  # the oldest files went first
+    assert not set(old_names) & set(names)  # the oldest files went first
     assert any(name.endswith(f"{FILE_SUFFIX}.1") for name in names)  # this process rotated
     logged = [json.loads(r["request_payload"][0])["instances"][0]["i"] for r in _lines(tmp_path)]
     assert 299 in logged and 0 not in logged  # the newest records survive
