@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,10 @@ from predictor.artifacts import (
     open_artifacts,
     read_json,
 )
+from predictor.forest import BitmaskForest, ForestUnsupported
 from predictor.transform import BOOSTER_MISSING, FeatureTransform
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,21 +34,28 @@ class LeadScoringModel:
         transform: The fitted feature transform (the input contract).
         metadata: ``metadata.json``: model name, version, target, training parameters.
         manifest: The verified manifest (checksums and library versions).
+        forest: The booster's trees compiled for numpy evaluation (``predictor/forest.py``), or
+            ``None`` when the booster has a form it does not support and XGBoost predicts.
     """
 
     booster: xgb.Booster
     transform: FeatureTransform
     metadata: dict[str, Any]
     manifest: dict[str, Any]
+    forest: BitmaskForest | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, uri: str | os.PathLike[str], gcs_client: Any = None, threads: int | None = None) -> LeadScoringModel:
+    def load(
+        cls, uri: str | os.PathLike[str], gcs_client: Any = None, threads: int | None = None, compile_trees: bool = True,
+    ) -> LeadScoringModel:
         """Loads and verifies an artifact directory (local path or ``gs://`` URI).
 
         Args:
             uri: The artifact directory.
             gcs_client: A ``google.cloud.storage.Client`` for ``gs://`` URIs (default client otherwise).
             threads: XGBoost prediction threads; ``None`` uses every core (batch scoring).
+            compile_trees: Compile the trees for numpy evaluation (:func:`compile_forest`);
+                ``False`` always predicts with XGBoost.
 
         Raises:
             predictor.artifacts.ArtifactError: The artifacts are missing or altered.
@@ -60,7 +71,8 @@ class LeadScoringModel:
         finally:
             # Everything is in memory now; a private download is not needed any more.
             artifacts.cleanup()
-        return cls(booster=booster, transform=transform, metadata=metadata, manifest=artifacts.manifest)
+        return cls(booster=booster, transform=transform, metadata=metadata, manifest=artifacts.manifest,
+                   forest=compile_forest(booster, transform) if compile_trees else None)
 
     @property
     def name(self) -> str:
@@ -75,11 +87,15 @@ class LeadScoringModel:
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Scores an already transformed input matrix.
 
-        The matrix always has the transform's column layout, so XGBoost's own feature check
-        (a per-call cost on the request path) is skipped.
+        With a compiled forest the trees are evaluated with numpy (equal to XGBoost's
+        prediction to float32 rounding, several times faster for a request's rows); otherwise
+        the booster predicts in place. The matrix always has the transform's column layout, so
+        XGBoost's own feature check (a per-call cost on the request path) is skipped.
         """
         if matrix.ndim != 2 or matrix.shape[1] != self.transform.n_outputs:
             raise ValueError(f"model input has shape {matrix.shape}; expected (rows, {self.transform.n_outputs})")
+        if self.forest is not None:
+            return self.forest.predict(matrix)
         return self.booster.inplace_predict(matrix, missing=BOOSTER_MISSING, validate_features=False)
 
     def predict_instances(self, instances: Sequence[Any]) -> np.ndarray:
@@ -89,3 +105,13 @@ class LeadScoringModel:
             predictor.transform.InstanceError: An instance has a missing or ill-typed field.
         """
         return self.predict_matrix(self.transform.encode_instances(instances))
+
+
+def compile_forest(booster: xgb.Booster, transform: FeatureTransform) -> BitmaskForest | None:
+    """The booster's trees compiled for the transform's column layout, or ``None`` if unsupported."""
+    try:
+        return BitmaskForest.from_booster(
+            booster, transform.n_outputs, range(len(transform.numeric)), transform.one_hot_blocks())
+    except ForestUnsupported as exc:
+        log.info("predicting with XGBoost: %s", exc)
+        return None

@@ -31,6 +31,10 @@ MAX_EXPLAIN_INSTANCES_ENV = "LEADSCORE_MAX_EXPLAIN_INSTANCES"
 # 2 busy cores, a 64-row request took 0.4 ms with 1 thread and 20 ms with 2.
 DEFAULT_PREDICT_THREADS = 1
 PREDICT_THREADS_ENV = "LEADSCORE_PREDICT_THREADS"
+# "numpy": the trees compiled by predictor/forest.py (XGBoost when the booster is not supported);
+# "xgboost": always Booster.inplace_predict, e.g. to rule the evaluator out when investigating a score.
+TREE_EVALUATOR_ENV = "LEADSCORE_TREE_EVALUATOR"
+TREE_EVALUATORS = ("numpy", "xgboost")
 
 
 @dataclass
@@ -63,7 +67,9 @@ class LeadScoringPredictor(Predictor):
     Configuration comes from the environment, as everything else in a serving container:
     ``LEADSCORE_MAX_INSTANCES`` caps the instances per request (default 10,000),
     ``LEADSCORE_MAX_EXPLAIN_INSTANCES`` those of a request with ``parameters.explain`` (default 1,000);
-    ``LEADSCORE_PREDICT_THREADS`` sets XGBoost's threads per request (default 1).
+    ``LEADSCORE_PREDICT_THREADS`` sets XGBoost's threads per request (default 1);
+    ``LEADSCORE_TREE_EVALUATOR`` is ``numpy`` (default: the compiled trees of
+    ``predictor/forest.py``) or ``xgboost`` (``Booster.inplace_predict`` always).
     """
 
     def load(self, artifacts_uri: str, **kwargs: Any) -> None:
@@ -75,7 +81,10 @@ class LeadScoringPredictor(Predictor):
             **kwargs: Ignored; part of the CPR interface.
         """
         threads = int(os.environ.get(PREDICT_THREADS_ENV, DEFAULT_PREDICT_THREADS))
-        self.model_ = LeadScoringModel.load(artifacts_uri, threads=threads)
+        evaluator = os.environ.get(TREE_EVALUATOR_ENV, TREE_EVALUATORS[0])
+        if evaluator not in TREE_EVALUATORS:
+            raise ValueError(f"{TREE_EVALUATOR_ENV}={evaluator!r}; expected one of {', '.join(TREE_EVALUATORS)}")
+        self.model_ = LeadScoringModel.load(artifacts_uri, threads=threads, compile_trees=evaluator == "numpy")
         self.max_instances_ = int(os.environ.get(MAX_INSTANCES_ENV, DEFAULT_MAX_INSTANCES))
         self.max_explain_instances_ = int(os.environ.get(MAX_EXPLAIN_INSTANCES_ENV, DEFAULT_MAX_EXPLAIN_INSTANCES))
         # Off unless LEADSCORE_PREDICTION_LOG_DIR is set (see predictor/prediction_log.py).
@@ -118,7 +127,7 @@ class LeadScoringPredictor(Predictor):
         return PreparedRequest(matrix=matrix, parameters=parameters, body=prediction_input)
 
     def predict(self, instances: PreparedRequest) -> PreparedRequest:
-        """Scores the prepared matrix with the booster directly (``inplace_predict``)."""
+        """Scores the prepared matrix: the compiled trees, or the booster's ``inplace_predict``."""
         instances.predictions = self.model_.predict_matrix(instances.matrix)
         if instances.parameters.get("explain"):
             instances.explanations = explain_matrix(self.model_.booster, self.model_.transform, instances.matrix)

@@ -151,6 +151,17 @@ class FeatureTransform:
         types.update({f.name: CATEGORICAL for f in self.categorical})
         return types
 
+    def one_hot_blocks(self) -> list[tuple[int, int]]:
+        """``(first column, width)`` of each categorical feature's one-hot block in the output.
+
+        The numeric features are the columns before the first block, one each.
+        """
+        blocks, start = [], len(self.numeric)
+        for feature in self.categorical:
+            blocks.append((start, len(feature.categories)))
+            start += len(feature.categories)
+        return blocks
+
     def output_sources(self) -> list[str]:
         """For each output column, the raw feature it comes from (to sum attributions back)."""
         return [f.name for f in self.numeric] + [f.name for f in self.categorical for _ in f.categories]

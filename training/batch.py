@@ -2,7 +2,7 @@
 
 Reading, scoring and writing go chunk by chunk, so memory stays bounded whatever the input size.
 Each chunk is scored vectorised (:meth:`FeatureTransform.transform_columns` and
-``inplace_predict`` on the whole chunk); only when that fails does the chunk fall back to row
+:meth:`LeadScoringModel.predict_matrix` on the whole chunk); only when that fails does the chunk fall back to row
 by row, so that one bad row becomes an error row and the rest are still scored. No row is ever
 dropped.
 
