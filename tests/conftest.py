@@ -79,8 +79,10 @@ def xedu_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class RunningServer(ServerProcess):
     """A server process with a helper to POST raw bodies."""
 
-    def post(self, body: bytes | str, content_type: str = "application/json", **kwargs) -> httpx.Response:
-        return httpx.post(f"{self.url}/predict", content=body, headers={"Content-Type": content_type}, **kwargs)
+    def post(self, body: bytes | str, content_type: str = "application/json", headers: dict[str, str] | None = None,
+             **kwargs) -> httpx.Response:
+        headers = {"Content-Type": content_type, **(headers or {})}
+        return httpx.post(f"{self.url}/predict", content=body, headers=headers, **kwargs)
 
 
 def start_server(artifacts: Path | str, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> RunningServer:

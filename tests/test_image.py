@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -54,6 +55,7 @@ def test_requirements_pin_the_models_versions(synth_model: Path, tmp_path: Path)
     assert sorted(lines) == sorted([
         f"xgboost-cpu=={versions['xgboost']}",
         f"numpy=={versions['numpy']}",
+        f"orjson=={importlib.metadata.version('orjson')}",
     ])  # no SDK pin: the generated Dockerfile's own SDK layer would be written twice
 
 

@@ -71,6 +71,16 @@ def test_malformed_requests_are_4xx_with_a_message(synth_server, body, content_t
     assert needle in response.json()["detail"]
 
 
+def test_the_response_is_json_and_other_accept_types_are_400(synth_server):
+    body = json.dumps({"instances": [EXAMPLE_LEAD, EXAMPLE_LEAD]})
+    for accept in ("application/json", "*/*", "text/html, application/json;q=0.5"):
+        response = synth_server.post(body, headers={"Accept": accept})
+        assert response.status_code == 200 and response.headers["content-type"].startswith(accept.split(",")[0])
+        assert [type(p) for p in response.json()["predictions"]] == [float, float]
+    refused = synth_server.post(body, headers={"Accept": "text/csv"})
+    assert refused.status_code == 400 and "text/csv" in refused.json()["detail"]
+
+
 def test_instances_cap_is_413(synth_model: Path, cpr_server):
     server = cpr_server(synth_model, extra_env={"LEADSCORE_MAX_INSTANCES": "5"})
     ok = server.post(json.dumps({"instances": [EXAMPLE_LEAD] * 5}))

@@ -9,6 +9,7 @@ the ``docker build`` call and returns the Dockerfile it would send.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import shutil
 import sys
@@ -58,8 +59,9 @@ def serving_pins(manifest_versions: dict[str, str]) -> dict[str, str]:
     """The serving image's pinned distributions.
 
     ``xgboost-cpu`` and ``numpy`` at the versions the model was trained with (``xgboost-cpu`` is
-    the same library without the CUDA build's ~350 MB of NCCL). scikit-learn is left out on
-    purpose: serving applies the exported transform with numpy and never imports it.
+    the same library without the CUDA build's ~350 MB of NCCL), and the handler's JSON codec
+    ``orjson`` at the version installed here (it touches no model state). scikit-learn is left
+    out on purpose: serving applies the exported transform with numpy and never imports it.
 
     The SDK's model server is not pinned here: ``build_cpr_model``'s Dockerfile installs
     ``google-cloud-aiplatform[prediction]`` in a layer of its own, then installs this file with
@@ -76,6 +78,7 @@ def serving_pins(manifest_versions: dict[str, str]) -> dict[str, str]:
     return {
         "xgboost-cpu": manifest_versions["xgboost"],
         "numpy": manifest_versions["numpy"],
+        "orjson": importlib.metadata.version("orjson"),
     }
 
 
