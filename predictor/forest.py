@@ -123,19 +123,19 @@ class BitmaskForest:
         # "[5.4E-1]" in XGBoost 3 (one value per target), "5.4E-1" before; both are JSON.
         base_margin = np.float32(np.ravel(json.loads(learner["learner_model_param"]["base_score"]))[0])
         threshold_columns = [int(c) for c in threshold_columns]
-        block_of = {start + i: (b, i) for b, (start, width) in enumerate(one_hot_blocks) for i in range(width)}
+        laid_out = set(threshold_columns) | {start + i for start, width in one_hot_blocks for i in range(width)}
         by_column: dict[int, list[_Node]] = {}
         for node in nodes:
-            if node.column not in block_of and node.column not in threshold_columns:
+            if node.column not in laid_out:
                 raise ForestUnsupported(f"a tree splits on column {node.column}, outside the given layout")
             by_column.setdefault(node.column, []).append(node)
         n_trees = len(trees)
         tables, thresholds = [], []
         for column in threshold_columns:
-            table, values = _threshold_table([n for n in by_column.get(column, [])], n_trees)
+            table, values = _threshold_table(by_column.get(column, []), n_trees)
             tables.append(table)
             thresholds.append(values)
-        for b, (start, width) in enumerate(one_hot_blocks):
+        for start, width in one_hot_blocks:
             block_nodes = [n for c in range(start, start + width) for n in by_column.get(c, [])]
             tables.append(_one_hot_table(block_nodes, start, width, n_trees))
         strides, offsets, masks = _merge_groups(tables, n_trees)
@@ -164,11 +164,6 @@ class BitmaskForest:
         self._block_widths = np.array([w for _, w in self.one_hot_blocks], dtype=np.intp)
         self._tree_rows = (np.arange(self.masks.shape[1], dtype=np.intp) * MAX_LEAVES)[None, :]
         self._flat_leaves = self.leaf_values.ravel()
-
-    @property
-    def n_trees(self) -> int:
-        """Number of trees."""
-        return int(self.masks.shape[1])
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Scores a model input matrix laid out as given to :meth:`from_booster`.
