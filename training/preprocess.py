@@ -36,7 +36,7 @@ from predictor.transform import (
     FeatureTransform,
     NumericFeature,
 )
-from training.features import FeatureSpec, as_arrow
+from training.features import FeatureSpec, as_arrow, float64_array
 
 # Prepared columns: float64 arrays (NaN for missing) for numeric and boolean features,
 # pandas Categoricals of strings (NaN for missing) for categorical ones.
@@ -45,7 +45,7 @@ Columns = dict[str, Any]
 
 def _boolean_column(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_boolean(column.type) or pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        return float64_array(column)
     # yes/no text: map each distinct word once.
     words = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
     encoded = pc.dictionary_encode(words).combine_chunks()
@@ -79,7 +79,7 @@ def prepare_columns(
     table = as_arrow(table)
     prepared: Columns = {}
     for column in spec.numeric:
-        prepared[column] = pc.cast(table[column], pa.float64()).to_numpy(zero_copy_only=False)
+        prepared[column] = float64_array(table[column])
     for column in spec.boolean:
         prepared[column] = _boolean_column(table[column])
     for column in spec.categorical:

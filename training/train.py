@@ -291,6 +291,9 @@ def train(
     rows_total = table.num_rows
     columns = prepare_columns(table, validated.spec, config.missing_tokens)
     del table  # only the prepared columns from here on: categorical columns as integer codes
+    # Validation, hashing and preparation left freed blocks in Arrow's allocator (mimalloc), which
+    # keeps them for Arrow; XGBoost allocates with malloc and cannot reuse them (12-60 MB at 1M rows).
+    pa.default_memory_pool().release_unused()
 
     run = RunRecord(
         run_id=new_run_id(), experiment=config.tracking.experiment, started_at=utc_now(),
