@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import XEDU_CSV, XEDU_LEAKAGE, XEDU_TARGET
-from training.features import detect_features
+from training.features import detect_features, target_array
 from training.preprocess import (
     build_column_transformer,
     export_transform,
@@ -16,6 +16,7 @@ from training.preprocess import (
     take,
 )
 from training.sources import ingest
+from training.synth import TARGET, generate_leads, write_table
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,15 @@ def test_yes_no_text_columns_are_booleans():
     assert spec.boolean == ["opted"]
     values = prepare_columns(frame, spec)["opted"]
     assert np.array_equal(values[:4], [1.0, 0.0, np.nan, 1.0], equal_nan=True)
+
+
+def test_prepared_columns_do_not_keep_the_ingested_table_alive(tmp_path):
+    """A zero-copy view of one column would hold every buffer of its record batch (Arrow's C data
+    interface releases a batch's buffers together): the whole table, for as long as training runs."""
+    path = write_table(generate_leads(20_000, seed=4), tmp_path / "leads.parquet")
+    table = ingest(path)
+    spec = detect_features(table, TARGET)
+    columns = prepare_columns(table, spec)
+    assert table[TARGET].null_count == 0 and table[TARGET].num_chunks == 1  # the case a view would share
+    assert target_array(table[TARGET]).flags.owndata
+    assert all(columns[name].flags.owndata for name in spec.numeric)
