@@ -162,6 +162,7 @@ class BitmaskForest:
             self._hot_codes[row:row + w, b] = np.arange(1, w + 1)
             row += w
         self._block_widths = np.array([w for _, w in self.one_hot_blocks], dtype=np.intp)
+        self._missing_states = np.array([len(t) + 1 for t in self.thresholds], dtype=np.float64)
         self._tree_rows = (np.arange(self.masks.shape[1], dtype=np.intp) * MAX_LEAVES)[None, :]
         self._flat_leaves = self.leaf_values.ravel()
 
@@ -181,11 +182,12 @@ class BitmaskForest:
         n = values.shape[0]
         states = np.empty((n, self.strides.shape[0]), dtype=np.float64)  # small integers, exact
         k = len(self.threshold_columns)
-        for j, (column, thresholds) in enumerate(zip(self.threshold_columns, self.thresholds)):
-            column_values = values[:, column]
-            state = np.searchsorted(thresholds, column_values, side="right")
-            missing = (column_values == 0.0) | np.isnan(column_values)
-            states[:, j] = np.where(missing, len(thresholds) + 1, state)
+        if k:
+            numeric = values[:, self.threshold_columns]
+            for j, thresholds in enumerate(self.thresholds):
+                states[:, j] = np.searchsorted(thresholds, numeric[:, j], side="right")
+            missing = (numeric == 0.0) | np.isnan(numeric)
+            states[:, :k] = np.where(missing, self._missing_states, states[:, :k])
         if self.one_hot_blocks:
             codes = (values[:, self._hot_columns] != 0.0) @ self._hot_codes  # 1-based category, 0 if none
             states[:, k:] = np.where(codes == 0.0, self._block_widths, codes - 1.0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,11 +203,16 @@ class FeatureTransform:
         rows_parts, cols_parts = [], []
         for feature, lookup in zip(self.categorical, self._request_lookups):
             values = [instance.get(feature.name) for instance in instances]
-            if not set(map(type, values)) <= _TEXT_TYPES:
+            try:
+                mapped = np.fromiter(map(lookup.get, values, repeat(-1)), dtype=np.intp, count=n)
+            except TypeError:  # an unhashable value (an array or an object) is not a category
+                mapped = None
+            # A value of the wrong type never matches a category, so types need checking only
+            # when something did not match (an unknown category, or a number, array, object...).
+            if (mapped is None or mapped.min(initial=0) < 0) and not set(map(type, values)) <= _TEXT_TYPES:
                 for i, value in enumerate(values):
                     if type(value) not in _TEXT_TYPES:
                         raise InstanceError(i, feature.name, f"expected a string, got {_json_type(value)}")
-            mapped = np.array([lookup.get(v, -1) for v in values], dtype=np.intp)
             known = np.flatnonzero(mapped >= 0)  # unknown categories are ignored: all zeros
             rows_parts.append(known)
             cols_parts.append(mapped[known])

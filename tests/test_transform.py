@@ -88,6 +88,9 @@ def test_select_placeholder_means_missing(xedu):
         ({"TotalVisits": True}, "TotalVisits", "expected a number"),
         ({"City": 3}, "City", "expected a string"),
         ({"City": ["Mumbai"]}, "City", "expected a string"),
+        ({"City": {"name": "Mumbai"}}, "City", "expected a string"),
+        ({"City": True}, "City", "expected a string"),
+        ({"City": math.nan}, "City", "expected a string"),
         ({"Do Not Email": "maybe"}, "Do Not Email", "yes/no"),
     ],
 )
