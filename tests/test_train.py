@@ -53,6 +53,15 @@ def test_hyperparameters_are_the_seeds(synth_model: Path):
     assert booster.num_boosted_rounds() == 100
 
 
+def test_held_out_scores_are_the_served_scores(synth_run):
+    """Evaluation scores the held-out rows with the loaded artifacts' evaluator, bit for bit."""
+    result = synth_run()
+    model = LeadScoringModel.load(result.out)
+    served = model.predict_matrix(model.transform.transform_columns(
+        {name: result.holdout[name].to_numpy() for name in model.transform.feature_names}))
+    np.testing.assert_array_equal(result.holdout_predictions, served)
+
+
 def test_training_is_deterministic(synth_parquet: Path, tmp_path: Path):
     a = train(TrainConfig(data=str(synth_parquet), out=tmp_path / "a"))
     b = train(TrainConfig(data=str(synth_parquet), out=tmp_path / "b"))

@@ -3,8 +3,8 @@
 XGBoost's ``QuantileDMatrix`` accepts an iterator of batches and keeps only its compressed,
 quantised form (about a byte per stored entry); each batch is a CSR chunk built by the serving
 transform (:meth:`FeatureTransform.transform_sparse`). Predictions on many rows go through
-the dense serving transform (:meth:`FeatureTransform.transform_columns`) in chunks, so
-evaluation scores rows exactly as serving does.
+the dense serving transform (:meth:`FeatureTransform.transform_columns`) and the compiled trees
+(``predictor/forest.py``) in chunks, so evaluation scores rows exactly as serving does.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import xgboost as xgb
 
+from predictor.model import compile_forest
 from predictor.transform import BOOSTER_MISSING, FeatureTransform
 from training.preprocess import take
 
@@ -89,8 +90,11 @@ def predict_rows(
     n = len(next(iter(columns.values()))) if rows is None else len(rows)
     size = chunk_rows(transform)
     out = np.empty(n, dtype=np.float32)
+    # The evaluator serving uses, so held-out metrics are those of the served scores.
+    forest = compile_forest(booster, transform)
     for start in range(0, n, size):
         index = np.arange(start, min(n, start + size)) if rows is None else rows[start:start + size]
         matrix = transform.transform_columns(take(columns, index))
-        out[start:start + len(index)] = booster.inplace_predict(matrix, missing=BOOSTER_MISSING)
+        out[start:start + len(index)] = (forest.predict(matrix) if forest is not None
+                                         else booster.inplace_predict(matrix, missing=BOOSTER_MISSING))
     return out
