@@ -71,7 +71,23 @@ class LeadScoringModel:
         finally:
             # Everything is in memory now; a private download is not needed any more.
             artifacts.cleanup()
-        return cls(booster=booster, transform=transform, metadata=metadata, manifest=artifacts.manifest,
+        return cls.from_booster(booster, transform, metadata, artifacts.manifest, compile_trees=compile_trees)
+
+    @classmethod
+    def from_booster(
+        cls, booster: xgb.Booster, transform: FeatureTransform, metadata: dict[str, Any] | None = None,
+        manifest: dict[str, Any] | None = None, compile_trees: bool = True,
+    ) -> LeadScoringModel:
+        """A model from a booster and transform in memory (training scores with it before writing).
+
+        Args:
+            booster: The trained booster.
+            transform: Its fitted transform.
+            metadata: ``metadata.json`` contents, if any.
+            manifest: The verified manifest, if any.
+            compile_trees: As in :meth:`load`.
+        """
+        return cls(booster=booster, transform=transform, metadata=metadata or {}, manifest=manifest or {},
                    forest=compile_forest(booster, transform) if compile_trees else None)
 
     @property

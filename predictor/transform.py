@@ -117,8 +117,10 @@ class FeatureTransform:
         self._scales = np.array([f.scale for f in self.numeric], dtype=np.float64)
         offset = len(self.numeric)
         self._category_columns: list[dict[str, int]] = []
+        self._one_hot_blocks: list[tuple[int, int]] = []
         for feature in self.categorical:
             self._category_columns.append({c: offset + i for i, c in enumerate(feature.categories)})
+            self._one_hot_blocks.append((offset, len(feature.categories)))
             offset += len(feature.categories)
         self._n_outputs = offset
         self._missing_tokens = frozenset(self.missing_tokens)
@@ -157,11 +159,7 @@ class FeatureTransform:
 
         The numeric features are the columns before the first block, one each.
         """
-        blocks, start = [], len(self.numeric)
-        for feature in self.categorical:
-            blocks.append((start, len(feature.categories)))
-            start += len(feature.categories)
-        return blocks
+        return list(self._one_hot_blocks)
 
     def output_sources(self) -> list[str]:
         """For each output column, the raw feature it comes from (to sum attributions back)."""

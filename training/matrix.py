@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import xgboost as xgb
 
-from predictor.model import compile_forest
+from predictor.model import LeadScoringModel
 from predictor.transform import BOOSTER_MISSING, FeatureTransform
 from training.preprocess import take
 
@@ -76,25 +76,18 @@ def quantile_matrix(
     return xgb.QuantileDMatrix(iterator, missing=BOOSTER_MISSING, ref=ref)
 
 
-def predict_rows(
-    booster: xgb.Booster, transform: FeatureTransform, columns: Mapping[str, Any], rows: np.ndarray | None = None
-) -> np.ndarray:
-    """Scores rows of prepared columns through the serving transform, chunk by chunk.
+def predict_rows(model: LeadScoringModel, columns: Mapping[str, Any], rows: np.ndarray | None = None) -> np.ndarray:
+    """Scores rows of prepared columns as serving does (transform and evaluator), chunk by chunk.
 
     Args:
-        booster: The model.
-        transform: Its fitted transform.
+        model: The model (:meth:`LeadScoringModel.from_booster` for one not written yet).
         columns: Prepared columns.
         rows: Which rows (all when None).
     """
     n = len(next(iter(columns.values()))) if rows is None else len(rows)
-    size = chunk_rows(transform)
+    size = chunk_rows(model.transform)
     out = np.empty(n, dtype=np.float32)
-    # The evaluator serving uses, so held-out metrics are those of the served scores.
-    forest = compile_forest(booster, transform)
     for start in range(0, n, size):
         index = np.arange(start, min(n, start + size)) if rows is None else rows[start:start + size]
-        matrix = transform.transform_columns(take(columns, index))
-        out[start:start + len(index)] = (forest.predict(matrix) if forest is not None
-                                         else booster.inplace_predict(matrix, missing=BOOSTER_MISSING))
+        out[start:start + len(index)] = model.predict_matrix(model.transform.transform_columns(take(columns, index)))
     return out

@@ -27,6 +27,7 @@ import pyarrow as pa
 import xgboost as xgb
 from sklearn.model_selection import train_test_split
 
+from predictor.model import LeadScoringModel
 from predictor.transform import DEFAULT_MISSING_TOKENS, FeatureTransform
 from training.evaluate import evaluate
 from training.export import write_artifact_dir
@@ -339,13 +340,15 @@ def _train_validated(config: TrainConfig, columns: Columns, rows_total: int, val
     booster, params, trials = fit_model(transform, columns, y, train_rows, config, progress)
 
     _notify(progress, f"evaluating on {len(test_rows):,} held-out rows")
-    test_pred = predict_rows(booster, transform, columns, test_rows)
+    # Scored as serving scores them, so held-out metrics are those of the served scores.
+    scorer = LeadScoringModel.from_booster(booster, transform)
+    test_pred = predict_rows(scorer, columns, test_rows)
     metrics, evaluation = evaluate(y[test_rows], test_pred, booster, transform, seed=config.random_state)
     if trials:
         metrics["validation_rmse"] = min(t["validation_rmse"] for t in trials if t["validation_rmse"] is not None)
     # The training rows are in random order: their head is a random sample, plenty for 10 quantile bins.
     profile_rows = train_rows[:PROFILE_MAX_ROWS]
-    profile = build_profile(columns, spec, predict_rows(booster, transform, columns, profile_rows), rows=profile_rows)
+    profile = build_profile(columns, spec, predict_rows(scorer, columns, profile_rows), rows=profile_rows)
 
     metadata = {
         "model_name": config.model_name,
