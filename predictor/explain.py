@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from predictor.transform import BOOSTER_MISSING, FeatureTransform
+from predictor.transform import FeatureTransform
 
 
 @dataclass
@@ -65,8 +65,8 @@ def explain_matrix(booster: xgb.Booster, transform: FeatureTransform, matrix: np
         Per-row attributions and base values; ``attributions.sum(axis=1) + base_values`` equals
         the booster's margin for each row.
     """
-    # The DMatrix must read zeros as missing, exactly like prediction does (see transform.py).
-    contribs = booster.predict(xgb.DMatrix(matrix, missing=BOOSTER_MISSING), pred_contribs=True)
+    # The DMatrix reads missing values exactly as prediction does (see transform.py).
+    contribs = booster.predict(xgb.DMatrix(matrix, missing=transform.booster_missing), pred_contribs=True)
     contribs = contribs.astype(np.float64)
     return Explanations(
         features=transform.feature_names,

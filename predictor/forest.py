@@ -13,7 +13,8 @@ So each tree's leaves fit in one 64-bit mask, and for each feature the masks of 
 value sends right can be combined ahead of time:
 
 - a numeric column with sorted thresholds ``t_1 < ... < t_k`` has ``k + 2`` states: "goes right
-  at the nodes with threshold ≤ t_j" for ``j = 0..k`` (found with ``searchsorted``), and missing;
+  at the nodes with threshold ≤ t_j" for ``j = 0..k`` (found with ``searchsorted``), and missing
+  (NaN, and 0.0 for a model that reads zeros as missing);
 - a one-hot block (one categorical feature) has one state per category plus "unknown/missing".
 
 Prediction is then: the state of every feature group, one gather of the precombined masks, an
@@ -77,6 +78,7 @@ class BitmaskForest:
         offsets: Row offset of each table in ``masks``.
         masks: ``(states, n_trees)`` uint64: for each table state, the leaves still reachable.
         leaf_values: ``(n_trees, 64)`` float32 leaf values, left to right.
+        zero_is_missing: 0.0 reads as missing (as XGBoost read the training matrix); NaN always does.
     """
 
     base_margin: np.float32
@@ -87,21 +89,23 @@ class BitmaskForest:
     offsets: np.ndarray
     masks: np.ndarray
     leaf_values: np.ndarray
+    zero_is_missing: bool = False
 
     @classmethod
     def from_booster(
         cls, booster: xgb.Booster, n_columns: int, threshold_columns: Sequence[int],
-        one_hot_blocks: Sequence[tuple[int, int]],
+        one_hot_blocks: Sequence[tuple[int, int]], zero_is_missing: bool = False,
     ) -> BitmaskForest:
         """Compiles a booster's trees for a matrix layout.
 
         Args:
             booster: A trained booster.
             n_columns: Width of the matrices to score; must be the booster's feature count.
-            threshold_columns: Columns holding any real value (0.0 reads as missing, as in
-                :data:`predictor.transform.BOOSTER_MISSING`).
+            threshold_columns: Columns holding any real value.
             one_hot_blocks: ``(start, width)`` of column blocks holding exactly one 1.0 (a known
                 category) or only zeros (unknown or missing).
+            zero_is_missing: The booster was trained reading 0.0 as missing (XGBoost's
+                ``missing=0.0``); otherwise only NaN is missing.
 
         Raises:
             ForestUnsupported: The booster is not a single-output, numeric-split, identity-link
@@ -137,7 +141,7 @@ class BitmaskForest:
             thresholds.append(values)
         for start, width in one_hot_blocks:
             block_nodes = [n for c in range(start, start + width) for n in by_column.get(c, [])]
-            tables.append(_one_hot_table(block_nodes, start, width, n_trees))
+            tables.append(_one_hot_table(block_nodes, start, width, n_trees, zero_is_missing))
         strides, offsets, masks = _merge_groups(tables, n_trees)
         return cls(
             base_margin=base_margin,
@@ -148,6 +152,7 @@ class BitmaskForest:
             offsets=offsets,
             masks=masks,
             leaf_values=leaf_values,
+            zero_is_missing=zero_is_missing,
         )
 
     def __post_init__(self) -> None:
@@ -186,7 +191,9 @@ class BitmaskForest:
             numeric = values[:, self.threshold_columns]
             for j, thresholds in enumerate(self.thresholds):
                 states[:, j] = np.searchsorted(thresholds, numeric[:, j], side="right")
-            missing = (numeric == 0.0) | np.isnan(numeric)
+            missing = np.isnan(numeric)
+            if self.zero_is_missing:
+                missing |= numeric == 0.0
             states[:, :k] = np.where(missing, self._missing_states, states[:, :k])
         if self.one_hot_blocks:
             codes = (values[:, self._hot_columns] != 0.0) @ self._hot_codes  # 1-based category, 0 if none
@@ -279,15 +286,17 @@ def _threshold_table(nodes: list[_Node], n_trees: int) -> tuple[np.ndarray, np.n
     return table, thresholds
 
 
-def _one_hot_table(nodes: list[_Node], start: int, width: int, n_trees: int) -> np.ndarray:
-    """Masks of a one-hot block: row i = category i set (1.0, the others missing); last row = none set."""
+def _one_hot_table(nodes: list[_Node], start: int, width: int, n_trees: int, zero_is_missing: bool) -> np.ndarray:
+    """Masks of a one-hot block: row i = category i set (1.0, the others 0.0); last row = none set."""
     table = np.full((width + 1, n_trees), _ALL_LEAVES)
     for node in nodes:
         for state in range(width + 1):
             if state == node.column - start:
                 goes_right = np.float32(1.0) >= node.threshold
-            else:
+            elif zero_is_missing:
                 goes_right = not node.default_left
+            else:
+                goes_right = np.float32(0.0) >= node.threshold
             if goes_right:
                 table[state, node.tree] &= ~node.left_leaves
     return table

@@ -20,7 +20,7 @@ from predictor.artifacts import (
     read_json,
 )
 from predictor.forest import BitmaskForest, ForestUnsupported
-from predictor.transform import BOOSTER_MISSING, FeatureTransform
+from predictor.transform import FeatureTransform
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class LeadScoringModel:
             raise ValueError(f"model input has shape {matrix.shape}; expected (rows, {self.transform.n_outputs})")
         if self.forest is not None:
             return self.forest.predict(matrix)
-        return self.booster.inplace_predict(matrix, missing=BOOSTER_MISSING, validate_features=False)
+        return self.booster.inplace_predict(matrix, missing=self.transform.booster_missing, validate_features=False)
 
     def predict_instances(self, instances: Sequence[Any]) -> np.ndarray:
         """Validates, transforms and scores JSON-style instances.
@@ -127,7 +127,8 @@ def compile_forest(booster: xgb.Booster, transform: FeatureTransform) -> Bitmask
     """The booster's trees compiled for the transform's column layout, or ``None`` if unsupported."""
     try:
         return BitmaskForest.from_booster(
-            booster, transform.n_outputs, range(len(transform.numeric)), transform.one_hot_blocks())
+            booster, transform.n_outputs, range(len(transform.numeric)), transform.one_hot_blocks(),
+            zero_is_missing=transform.zero_is_missing)
     except ForestUnsupported as exc:
         log.info("predicting with XGBoost: %s", exc)
         return None

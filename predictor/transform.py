@@ -6,9 +6,11 @@ and exports its fitted parameters here. Serving applies them with plain numpy: o
 path, pandas and scikit-learn cost more than the model itself. ``tests/test_transform.py``
 proves the two give the same matrix.
 
-XGBoost reads the matrix with ``missing=0.0`` (:data:`BOOSTER_MISSING`). Training hands it a
-sparse CSR matrix, where every zero is an absent entry, i.e. missing; reading the dense serving
-matrix the same way keeps training and serving on identical tree paths.
+XGBoost reads the matrix with ``missing=NaN`` (:data:`BOOSTER_MISSING`), and no cell of it is
+ever NaN (numeric features are imputed, one-hot cells are 0 or 1): every cell is a value, so
+XGBoost keeps the training matrix in its dense quantised layout, a byte per cell. Models trained
+before (``"booster_missing": 0.0`` in ``transform.json``) read every 0.0 as missing, training
+and serving alike; :attr:`FeatureTransform.booster_missing` keeps each model on its own reading.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 MISSING_CATEGORY = "missing"
-BOOSTER_MISSING = 0.0
+BOOSTER_MISSING = math.nan
 DEFAULT_MISSING_TOKENS = ("Select",)
 NUMERIC = "numeric"
 BOOLEAN = "boolean"
@@ -103,12 +105,15 @@ class FeatureTransform:
         missing_tokens: Category values that mean "not given" (web forms' ``Select``) and are
             treated like a missing value.
         output_names: Names of the output columns.
+        zero_is_missing: The booster reads 0.0 as missing (models trained before the dense
+            training matrix); otherwise only NaN, which the matrix never holds.
     """
 
     numeric: list[NumericFeature]
     categorical: list[CategoricalFeature]
     missing_tokens: tuple[str, ...] = DEFAULT_MISSING_TOKENS
     output_names: list[str] = field(default_factory=list)
+    zero_is_missing: bool = False
 
     def __post_init__(self) -> None:
         # Derived lookup tables, built once per load rather than once per request.
@@ -142,6 +147,11 @@ class FeatureTransform:
     def n_outputs(self) -> int:
         """Number of columns of the model input matrix."""
         return self._n_outputs
+
+    @property
+    def booster_missing(self) -> float:
+        """The ``missing`` value XGBoost reads this model's matrix with."""
+        return 0.0 if self.zero_is_missing else BOOSTER_MISSING
 
     @property
     def feature_names(self) -> list[str]:
@@ -240,31 +250,6 @@ class FeatureTransform:
             cols_parts.append(mapped[known])
         return self._assemble(raw, *_concat(rows_parts, cols_parts))
 
-    def transform_sparse(self, columns: Mapping[str, Any]) -> Any:
-        """:meth:`transform_columns` as a ``scipy.sparse.csr_matrix`` (for training).
-
-        The same values, but only the non-zero entries are stored: a one-hot block costs one
-        entry per row and feature instead of one per category, and the absent entries are
-        exactly what XGBoost reads as missing (:data:`BOOSTER_MISSING`).
-        """
-        from scipy import sparse
-
-        scaled = self._scale(self._raw_numeric(columns))
-        n, k = scaled.shape
-        width = k + len(self.categorical)
-        values = np.empty((n, width), dtype=np.float64)
-        indices = np.empty((n, width), dtype=np.int32)
-        values[:, :k] = scaled
-        indices[:, :k] = np.arange(k, dtype=np.int32)
-        for j, (feature, lookup) in enumerate(zip(self.categorical, self._category_columns)):
-            mapped = self._category_codes(columns[feature.name], lookup)
-            values[:, k + j] = mapped >= 0  # an unknown category is all zeros: no entry
-            indices[:, k + j] = mapped
-        keep = values != 0.0
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(keep.sum(axis=1), out=indptr[1:])
-        return sparse.csr_matrix((values[keep], indices[keep], indptr), shape=(n, self._n_outputs))
-
     def _raw_numeric(self, columns: Mapping[str, Any]) -> np.ndarray:
         """The numeric features' raw values as a float64 matrix (NaN for missing)."""
         lengths = {len(columns[name]) for name in self.feature_names}
@@ -317,7 +302,7 @@ class FeatureTransform:
             "categorical": [{"name": f.name, "categories": list(f.categories)} for f in self.categorical],
             "missing_category": MISSING_CATEGORY,
             "missing_tokens": list(self.missing_tokens),
-            "booster_missing": BOOSTER_MISSING,
+            "booster_missing": 0.0 if self.zero_is_missing else None,  # JSON has no NaN: null
             "output_names": list(self.output_names),
         }
 
@@ -333,6 +318,7 @@ class FeatureTransform:
             categorical=[CategoricalFeature(d["name"], tuple(d["categories"])) for d in payload["categorical"]],
             missing_tokens=tuple(payload.get("missing_tokens", DEFAULT_MISSING_TOKENS)),
             output_names=list(payload.get("output_names", [])),
+            zero_is_missing=payload.get("booster_missing") == 0.0,
         )
 
     @classmethod

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from predictor.explain import explain_matrix
 from predictor.model import LeadScoringModel
-from predictor.transform import BOOSTER_MISSING
 from tests.conftest import XEDU_CSV
 from training.cli import app
 from training.sources import read_table
@@ -44,7 +43,8 @@ def test_attributions_plus_base_value_equal_the_prediction_on_real_data(xedu_mod
 def test_one_hot_columns_are_summed_into_their_source_feature(xedu_model: Path, xedu_leads):
     model = LeadScoringModel.load(xedu_model)
     matrix = model.transform.encode_instances(xedu_leads[:500])
-    per_column = model.booster.predict(xgb.DMatrix(matrix, missing=BOOSTER_MISSING), pred_contribs=True)[:, :-1]
+    per_column = model.booster.predict(xgb.DMatrix(matrix, missing=model.transform.booster_missing),
+                                       pred_contribs=True)[:, :-1]
     explanations = explain_matrix(model.booster, model.transform, matrix)
     sources = np.array(model.transform.output_sources())
     for j, feature in enumerate(explanations.features):

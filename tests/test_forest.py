@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from predictor.artifacts import MANIFEST_FILE, MODEL_FILE, read_json, write_manifest
+from predictor.artifacts import MANIFEST_FILE, MODEL_FILE, TRANSFORM_FILE, read_json, write_json, write_manifest
 from predictor.forest import CHUNK_ROWS, BitmaskForest, ForestUnsupported
 from predictor.model import LeadScoringModel
 from predictor.predictor import TREE_EVALUATOR_ENV, TREE_EVALUATORS, LeadScoringPredictor
@@ -23,7 +23,7 @@ TOLERANCE = 2e-6
 
 
 def _xgboost(model: LeadScoringModel, matrix: np.ndarray) -> np.ndarray:
-    return model.booster.inplace_predict(matrix, missing=BOOSTER_MISSING, validate_features=False)
+    return model.booster.inplace_predict(matrix, missing=model.transform.booster_missing, validate_features=False)
 
 
 def _compile(booster: xgb.Booster, model: LeadScoringModel) -> BitmaskForest:
@@ -57,10 +57,30 @@ def test_missing_unknown_and_zero_values_take_xgboost_paths(synth_model: Path):
         lead.clear()  # everything missing
     numeric = {f.name: f for f in model.transform.numeric}
     for lead in leads[300:400]:
-        lead["time_on_site"] = numeric["time_on_site"].mean  # scales to exactly 0.0: read as missing
+        lead["time_on_site"] = numeric["time_on_site"].mean  # scales to exactly 0.0: a value
     matrix = model.transform.encode_instances(leads)
     assert (matrix[300:400, model.transform.feature_names.index("time_on_site")] == 0.0).all()
     assert np.max(np.abs(model.predict_matrix(matrix) - _xgboost(model, matrix))) <= TOLERANCE
+
+
+def test_a_model_trained_reading_zeros_as_missing(synth_model: Path, tmp_path: Path):
+    # Artifacts written before the dense training matrix record "booster_missing": 0.0.
+    old_dir = tmp_path / "zeros-missing"
+    shutil.copytree(synth_model, old_dir)
+    model = LeadScoringModel.load(synth_model)
+    leads = generate_leads(2000, seed=4).drop_columns(["lead_id", TARGET]).to_pylist()
+    matrix = model.transform.encode_instances(leads)
+    target = matrix[:, 0] * 0.1 + (matrix[:, -1] == 0.0) * 0.5  # zeros matter to the fit
+    booster = xgb.train({"max_depth": 6}, xgb.DMatrix(matrix, target, missing=0.0), num_boost_round=20)
+    booster.save_model(old_dir / MODEL_FILE)
+    write_json(old_dir / TRANSFORM_FILE, {**read_json(old_dir / TRANSFORM_FILE), "booster_missing": 0.0})
+    write_manifest(old_dir, read_json(old_dir / MANIFEST_FILE)["versions"])
+    old = LeadScoringModel.load(old_dir)
+    assert old.transform.zero_is_missing and old.forest is not None
+    expected = booster.inplace_predict(matrix, missing=0.0)
+    assert np.max(np.abs(old.predict_matrix(matrix) - expected)) <= TOLERANCE
+    # Reading those zeros as values would have scored differently.
+    assert np.max(np.abs(booster.inplace_predict(matrix, missing=np.nan) - expected)) > 0.01
 
 
 @pytest.mark.parametrize("params", [

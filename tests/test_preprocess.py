@@ -1,13 +1,15 @@
-"""The scalable fit and the sparse model matrix equal scikit-learn's ColumnTransformer on real data."""
+"""The scalable fit and the training matrix equal scikit-learn's ColumnTransformer on real data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 
 from tests.conftest import XEDU_CSV, XEDU_LEAKAGE, XEDU_TARGET
 from training.features import detect_features, target_array
+from training.matrix import quantile_matrix
 from training.preprocess import (
     build_column_transformer,
     export_transform,
@@ -45,18 +47,20 @@ def test_fitted_parameters_equal_sklearn(xedu):
     assert actual.output_names == expected.output_names
 
 
-def test_sparse_matrix_equals_sklearn_and_the_dense_transform(xedu):
+def test_training_matrix_is_sklearns_matrix_stored_dense(xedu):
     spec, columns, fit_rows, check_rows, reference = xedu
     transform = fit_feature_transform(take(columns, fit_rows), spec)
-    rows = take(columns, check_rows)
-    expected = reference.transform(pd.DataFrame(rows)).toarray()
-    sparse = transform.transform_sparse(rows)
-    assert sparse.shape == expected.shape
-    assert np.max(np.abs(sparse.toarray() - expected)) <= 1e-9
-    assert np.array_equal(sparse.toarray(), transform.transform_columns(rows))
-    # Only non-zero entries are stored: XGBoost reads absent entries as missing, as serving does.
-    assert sparse.nnz == np.count_nonzero(expected)
-    assert sparse.has_sorted_indices
+    expected = reference.transform(pd.DataFrame(take(columns, check_rows))).toarray()
+    label = np.arange(len(next(iter(columns.values()))), dtype=np.float64)
+    matrix = quantile_matrix(transform, columns, check_rows, label, chunk=500)  # several chunks
+    assert (matrix.num_row(), matrix.num_col()) == expected.shape
+    # No cell is missing, zeros included: XGBoost keeps the dense layout (a byte per cell).
+    assert matrix.num_nonmissing() == expected.size
+    assert np.array_equal(matrix.get_label(), label[check_rows].astype(np.float32))
+    # The same quantile cuts as the matrix scikit-learn's output makes in one piece.
+    reference_matrix = xgb.QuantileDMatrix(expected, label[check_rows], missing=transform.booster_missing)
+    for got, want in zip(matrix.get_quantile_cut(), reference_matrix.get_quantile_cut()):
+        assert np.array_equal(got, want)
 
 
 def test_placeholders_become_missing_and_booleans_numbers(xedu):

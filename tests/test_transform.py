@@ -60,6 +60,11 @@ def test_json_round_trip_preserves_transform(xedu):
     again = FeatureTransform.from_dict(json.loads(json.dumps(transform.to_dict())))
     columns = {c: rows[c].to_numpy() for c in transform.feature_names}
     assert np.array_equal(again.transform_columns(columns), transform.transform_columns(columns))
+    # XGBoost reads only NaN as missing (JSON null); a transform.json of 0.0 keeps that reading.
+    assert transform.to_dict()["booster_missing"] is None and np.isnan(again.booster_missing)
+    older = FeatureTransform.from_dict({**transform.to_dict(), "booster_missing": 0.0})
+    assert older.zero_is_missing and older.booster_missing == 0.0
+    assert older.to_dict()["booster_missing"] == 0.0
 
 
 def test_unknown_category_is_ignored_and_missing_key_is_imputed(xedu):
