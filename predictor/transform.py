@@ -224,7 +224,7 @@ class FeatureTransform:
             known = np.flatnonzero(mapped >= 0)  # unknown categories are ignored: all zeros
             rows_parts.append(known)
             cols_parts.append(mapped[known])
-        return self._assemble(raw, *_concat(rows_parts, cols_parts))
+        return self._assemble(self._scale(raw), *_concat(rows_parts, cols_parts))
 
     # The columnar path (batch prediction, training, tests) ----------------------------------
 
@@ -241,14 +241,35 @@ class FeatureTransform:
         Raises:
             KeyError: A feature column is absent.
         """
-        raw = self._raw_numeric(columns)
-        rows_parts, cols_parts = [], []
-        for feature, lookup in zip(self.categorical, self._category_columns):
-            mapped = self._category_codes(columns[feature.name], lookup)
-            known = np.flatnonzero(mapped >= 0)
-            rows_parts.append(known)
-            cols_parts.append(mapped[known])
-        return self._assemble(raw, *_concat(rows_parts, cols_parts))
+        return self.assemble(*self.encode_columns(columns))
+
+    def encode_columns(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform_columns` in compact form, which :meth:`assemble` expands.
+
+        Args:
+            columns: As for :meth:`transform_columns`.
+
+        Returns:
+            The scaled numeric block, float64 ``(rows, numeric features)``, and for each
+            categorical feature the output column of each row's category (-1 for an unknown
+            category: no column set), ``(rows, categorical features)``.
+        """
+        scaled = self._scale(self._raw_numeric(columns))
+        hot = np.empty((len(scaled), len(self.categorical)), dtype=np.intp)
+        for j, (feature, lookup) in enumerate(zip(self.categorical, self._category_columns)):
+            hot[:, j] = self._category_codes(columns[feature.name], lookup)
+        return scaled, hot
+
+    def assemble(self, scaled: np.ndarray, hot: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+        """The model matrix of :meth:`encode_columns`' output (or of a slice of it).
+
+        Args:
+            scaled: The scaled numeric block.
+            hot: The one-hot output columns, -1 for none.
+            dtype: The matrix's dtype (float32 for XGBoost, which reads values as float32).
+        """
+        rows, features = np.nonzero(hot >= 0)
+        return self._assemble(scaled, rows, hot[rows, features], dtype)
 
     def _raw_numeric(self, columns: Mapping[str, Any]) -> np.ndarray:
         """The numeric features' raw values as a float64 matrix (NaN for missing)."""
@@ -280,9 +301,10 @@ class FeatureTransform:
             lookup.get(MISSING_CATEGORY, -1)], dtype=np.intp)
         return table[codes]  # the NA sentinel -1 picks the last entry: the "missing" column
 
-    def _assemble(self, raw: np.ndarray, hot_rows: np.ndarray, hot_cols: np.ndarray) -> np.ndarray:
-        out = np.zeros((raw.shape[0], self._n_outputs), dtype=np.float64)
-        out[:, :len(self.numeric)] = self._scale(raw)
+    def _assemble(self, scaled: np.ndarray, hot_rows: np.ndarray, hot_cols: np.ndarray,
+                  dtype: Any = np.float64) -> np.ndarray:
+        out = np.zeros((scaled.shape[0], self._n_outputs), dtype=dtype)
+        out[:, :len(self.numeric)] = scaled
         out[hot_rows, hot_cols] = 1.0
         return out
 

@@ -37,19 +37,33 @@ def chunk_rows(transform: FeatureTransform) -> int:
 
 
 class _Chunks(xgb.DataIter):
-    """Feeds XGBoost the model matrix of ``rows``, one chunk at a time."""
+    """Feeds XGBoost the model matrix of ``rows``, one chunk at a time.
+
+    XGBoost reads the batches four times (shape, sketch, index, column index), so the rows are
+    transformed once, chunk by chunk, into the transform's compact form (float32 scaled numeric
+    block and one-hot column numbers: 12 MB at 800,000 synthetic leads); a pass only expands
+    each chunk to its float32 matrix. Transforming on every pass cost 0.8 s of the 1.07 s the
+    matrix took at 800,000 rows. float32 is what XGBoost reads the values as in any case.
+    """
 
     def __init__(self, transform: FeatureTransform, columns: Mapping[str, Any], rows: np.ndarray,
                  label: np.ndarray, size: int):
-        self._transform, self._columns, self._rows, self._label, self._size = transform, columns, rows, label, size
+        self._transform, self._size = transform, size
+        self._scaled = np.empty((len(rows), len(transform.numeric)), dtype=np.float32)
+        self._hot = np.empty((len(rows), len(transform.categorical)), dtype=np.int32)
+        for start in range(0, len(rows), size):
+            part = slice(start, start + size)
+            self._scaled[part], self._hot[part] = transform.encode_columns(take(columns, rows[part]))
+        self._label = label[rows].astype(np.float32)
         self._start = 0
         super().__init__(release_data=True)
 
     def next(self, input_data: Callable[..., None]) -> bool:
-        if self._start >= len(self._rows):
+        if self._start >= len(self._label):
             return False
-        rows = self._rows[self._start:self._start + self._size]
-        input_data(data=self._transform.transform_columns(take(self._columns, rows)), label=self._label[rows])
+        part = slice(self._start, self._start + self._size)
+        input_data(data=self._transform.assemble(self._scaled[part], self._hot[part], np.float32),
+                   label=self._label[part])
         self._start += self._size
         return True
 
