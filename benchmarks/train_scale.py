@@ -5,7 +5,7 @@ Then two child processes each go from that table to a trained, evaluated model o
 their wall time and peak RSS (``os.wait4``'s rusage of exactly that child) are measured:
 
 - **leadscore**: ``leadscore train --data leads.parquet`` (DuckDB → Arrow, validation, exact
-  fit, CSR chunks into a QuantileDMatrix, evaluation with bootstrap interval, profile,
+  fit, dense chunks into a QuantileDMatrix, evaluation with bootstrap interval, profile,
   fingerprint, run tracking, checksummed artifacts).
 - **seed-style**: what the seed did: pandas reads the table, writes it to CSV and reads the CSV
   back; a ``ColumnTransformer`` per split with the one-hot block densified (``.toarray()``) and
