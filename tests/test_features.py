@@ -77,3 +77,12 @@ def test_target_mapping(values, expected):
 def test_non_numeric_target_is_an_error():
     with pytest.raises(DataError, match="target 't' is not numeric: values such as 'cold', 'hot'"):
         target_array(pd.Series(["hot", "cold"], name="t"))
+
+
+def test_yes_no_words_are_booleans_whatever_their_case_and_spaces():
+    frame = _frame()
+    frame["agreed"] = np.resize(["Yes", " no", "YES\t", "n", None], len(frame))
+    frame["answer"] = np.resize(["yes", "no", "maybe"], len(frame))  # one word that is not yes/no
+    spec = detect_features(frame, "target")
+    assert "agreed" in spec.boolean
+    assert "answer" in spec.categorical
