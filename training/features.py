@@ -73,6 +73,7 @@ class _Facts:
     approx_distinct: int
     constant: bool
     words: frozenset[str] | None = None  # distinct lower-cased values of a low-cardinality text column
+    infinite: int = 0  # ±inf values of a numeric column
 
 
 def as_arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
@@ -116,7 +117,7 @@ def _kind(dtype: pa.DataType) -> str:
 
 
 def _column_facts(table: pa.Table, columns: list[str]) -> dict[str, _Facts]:
-    """Missing values, approximate distinct counts and constancy of each column, in one scan."""
+    """Missing and infinite values, approximate distinct counts and constancy of each column, in one scan."""
     kinds = {c: _kind(table.schema.field(c).type) for c in columns}
     scanned = [c for c in columns if kinds[c] not in ("null", "other")]
     facts = {c: _Facts(kinds[c], 0, 0, False) for c in columns if c not in scanned}
@@ -130,11 +131,13 @@ def _column_facts(table: pa.Table, columns: list[str]) -> dict[str, _Facts]:
         for c in scanned:
             ident = exp.column(c, quoted=True).sql("duckdb")
             value = f"CASE WHEN isnan({ident}) THEN NULL ELSE {ident} END" if kinds[c] == "numeric" else ident
-            selects += [f"count({value})", f"approx_count_distinct({value})", f"min({value}) = max({value})"]
+            infinite = f"count_if(isinf({ident}))" if kinds[c] == "numeric" else "0"
+            selects += [f"count({value})", f"approx_count_distinct({value})", f"min({value}) = max({value})", infinite]
         row = con.execute(f"SELECT {', '.join(selects)} FROM t").fetchall()[0]
         for i, c in enumerate(scanned):
-            present, approx, same = row[3 * i: 3 * i + 3]
-            facts[c] = _Facts(kinds[c], int(present), int(approx), bool(same) and present == table.num_rows)
+            present, approx, same, infinite = row[4 * i: 4 * i + 4]
+            facts[c] = _Facts(kinds[c], int(present), int(approx), bool(same) and present == table.num_rows,
+                              infinite=int(infinite or 0))  # count_if of only NULLs is NULL
             if kinds[c] == "text" and approx <= _BOOLEAN_MAX_DISTINCT + 2:
                 # Its few raw values (approx_count_distinct is within a few percent), normalised as
                 # serving reads a yes/no word; lower(trim()) on every row cost 3x the DISTINCT itself.
@@ -190,7 +193,7 @@ def detect_features(frame: pd.DataFrame | pa.Table, target: str, exclude: Iterab
 
     Raises:
         DataError: The target is missing, a column name is duplicated, an excluded column
-            does not exist, or a feature is entirely missing.
+            does not exist, or a feature is entirely missing or holds an infinite value.
     """
     table = as_arrow(frame)
     names = table.column_names
@@ -215,6 +218,8 @@ def detect_features(frame: pd.DataFrame | pa.Table, target: str, exclude: Iterab
         reason = _drop_reason(table, column, fact)
         if reason:
             spec.dropped[column] = reason
+        elif fact.infinite:  # serving refuses a non-finite number; training cannot scale one either
+            raise DataError(f"feature {column!r} has {fact.infinite} infinite value(s); exclude it or fix the source")
         elif fact.kind == "boolean" or (fact.words is not None and fact.words <= BOOLEAN_WORDS.keys()):
             spec.boolean.append(column)
         elif fact.kind in ("numeric", "integer"):

@@ -1,10 +1,10 @@
 """Validation before training: bad data stops a run with one clear line, before anything is written.
 
 Errors (:class:`training.errors.DataError`): no rows or fewer labelled rows than the minimum, a
-missing or non-numeric target, duplicate column names, an unknown excluded column, a feature
-that is entirely missing. A constant, ID-like or free-text column is dropped with a message; a
-target outside [0, 1] is a warning (the model predicts a probability, but a score in another
-range can still be learned).
+missing, non-numeric or infinite target, duplicate column names, an unknown excluded column, a
+feature that is entirely missing or holds an infinite value. A constant, ID-like or free-text column
+is dropped with a message; a target outside [0, 1] is a warning (the model predicts a probability,
+but a score in another range can still be learned).
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ def validate(
         raise DataError(f"only {len(labelled)} labelled rows; at least {min_rows} are needed to train and evaluate")
     if len(labelled) < table.num_rows:
         log.info("ignoring %d rows without a target value", table.num_rows - len(labelled))
+    infinite = int(np.isinf(y).sum())
+    if infinite:
+        raise DataError(f"the target column {target!r} has {infinite} infinite value(s)")
     warnings = []
     low, high = float(np.nanmin(y)), float(np.nanmax(y))
     if low < 0 or high > 1:
