@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from predictor.artifacts import verify
 from predictor.model import LeadScoringModel
 from tests.conftest import XEDU_CSV, XEDU_LEAKAGE, XEDU_TARGET
 from training import export
-from training.cli import app
+from training.cli import app, main
 from training.sources import read_table
 from training.synth import EXAMPLE_LEAD
 from training.train import TrainConfig, XGBParams, train
@@ -79,6 +80,18 @@ def test_cli_train_then_predict(synth_parquet: Path, tmp_path: Path):
                            input=json.dumps(EXAMPLE_LEAD))
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["predictions"]) == 1
+    inline = runner.invoke(app, ["predict", "--artifacts", str(out), "--instances", json.dumps([EXAMPLE_LEAD])])
+    assert inline.exit_code == 0, inline.output
+    assert json.loads(inline.stdout) == json.loads(result.stdout)
+
+
+def test_predict_names_an_unreadable_instances_file(synth_model: Path, tmp_path: Path, monkeypatch, capsys):
+    missing = tmp_path / "lead.json"
+    monkeypatch.setattr(sys, "argv", ["leadscore", "predict", "--model", str(synth_model), "--instances", str(missing)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.strip() == f"error: {missing}: cannot read it (No such file or directory)"
 
 
 def test_failed_write_keeps_previous_artifacts(synth_model: Path, synth_parquet: Path, tmp_path: Path, monkeypatch):

@@ -72,8 +72,23 @@ def serve(
 
 
 def read_instances(source: str) -> dict[str, Any]:
-    """Reads a prediction request from a file or ``-``: a request object, a list or one instance."""
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    """Reads a prediction request: a request object, a list or one instance.
+
+    Args:
+        source: A JSON file, ``-`` for stdin, or the JSON itself (it starts with ``{`` or ``[``).
+
+    Raises:
+        LeadscoreError: The file cannot be read or the text is not JSON.
+    """
+    if source == "-":
+        text = sys.stdin.read()
+    elif source.lstrip().startswith(("{", "[")):
+        text, source = source, "the given JSON"
+    else:
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise LeadscoreError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -88,7 +103,8 @@ def read_instances(source: str) -> dict[str, Any]:
 @app.command()
 def predict(
     model: ModelRef,
-    instances: Annotated[str, typer.Option(help="JSON file ('-' for stdin): a request, a list or one lead.")],
+    instances: Annotated[str, typer.Option(
+        help="A request, a list of leads or one lead: a JSON file, '-' for stdin, or the JSON itself.")],
 ) -> None:
     """Score leads in-process with the serving code path and print the JSON response."""
     print_json(predict_in_process(model, read_instances(instances)))

@@ -39,7 +39,7 @@ def _vertex_registry(project: str | None, location: str, registry_uri: str | Non
 @app.command()
 def explain(
     model: ModelRef,
-    instance: Annotated[str, typer.Option(help="JSON file with one lead ('-' for stdin).")],
+    instance: Annotated[str, typer.Option(help="One lead: a JSON file, '-' for stdin, or the JSON itself.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
 ) -> None:
     """Explain one lead's score: exact per-feature contributions (TreeSHAP), largest first."""
