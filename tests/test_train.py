@@ -94,6 +94,17 @@ def test_predict_names_an_unreadable_instances_file(synth_model: Path, tmp_path:
     assert capsys.readouterr().err.strip() == f"error: {missing}: cannot read it (No such file or directory)"
 
 
+def test_training_reports_each_tree_and_trains_the_same(synth_parquet: Path, tmp_path: Path):
+    params = XGBParams(n_estimators=7)
+    messages: list[str] = []
+    reported = train(TrainConfig(data=str(synth_parquet), out=tmp_path / "a", params=params), progress=messages.append)
+    quiet = train(TrainConfig(data=str(synth_parquet), out=tmp_path / "b", params=params))
+    trees = [m.rsplit(": tree ", 1)[1] for m in messages if ": tree " in m]
+    assert trees == [f"{i}/7" for i in range(1, 8)]
+    assert all(m.startswith("training XGBoost (7 trees, depth 6) on ") for m in messages if ": tree " in m)
+    assert reported.metrics == quiet.metrics
+
+
 def test_failed_write_keeps_previous_artifacts(synth_model: Path, synth_parquet: Path, tmp_path: Path, monkeypatch):
     out = tmp_path / "model"
     train(TrainConfig(data=str(synth_parquet), out=out))

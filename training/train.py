@@ -188,9 +188,30 @@ def split_rows(rows: np.ndarray, test_size: float, random_state: int) -> tuple[n
     return rows[train_index], rows[test_index]
 
 
-def fit_booster(matrix: xgb.DMatrix, params: XGBParams) -> xgb.Booster:
-    """Trains the XGBoost regressor on a model matrix (whose zeros are read as missing)."""
-    return xgb.train(params.booster_params(), matrix, num_boost_round=params.n_estimators)
+class _TreeProgress(xgb.callback.TrainingCallback):
+    """Reports each tree as it is added: 100 trees on 8M rows take about 40 s on 2 cores."""
+
+    def __init__(self, progress: Callable[[str], None], prefix: str, total: int):
+        super().__init__()
+        self._progress, self._prefix, self._total = progress, prefix, total
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict) -> bool:
+        self._progress(f"{self._prefix}: tree {epoch + 1}/{self._total}")
+        return False  # never stop early
+
+
+def fit_booster(matrix: xgb.DMatrix, params: XGBParams, progress: Callable[[str], None] | None = None,
+                prefix: str = "training XGBoost") -> xgb.Booster:
+    """Trains the XGBoost regressor on a model matrix.
+
+    Args:
+        matrix: The training matrix.
+        params: The hyperparameters.
+        progress: Called with ``"<prefix>: tree i/n"`` after each tree.
+        prefix: The start of those messages.
+    """
+    callbacks = [_TreeProgress(progress, prefix, params.n_estimators)] if progress else None
+    return xgb.train(params.booster_params(), matrix, num_boost_round=params.n_estimators, callbacks=callbacks)
 
 
 def fit_model(
@@ -218,9 +239,9 @@ def fit_model(
         result = tune(dinner, dvalid, config.params, config.tune_trials, progress)
         del dinner, dvalid
         params, trials = result.params, result.trials
-    _notify(progress, f"training XGBoost ({params.n_estimators} trees, depth {params.max_depth}) "
-                      f"on {len(train_rows):,} rows")
-    booster = fit_booster(quantile_matrix(transform, columns, train_rows, y), params)
+    stage = f"training XGBoost ({params.n_estimators} trees, depth {params.max_depth}) on {len(train_rows):,} rows"
+    _notify(progress, stage)
+    booster = fit_booster(quantile_matrix(transform, columns, train_rows, y), params, progress, stage)
     return booster, params, trials
 
 
