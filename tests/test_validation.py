@@ -69,6 +69,8 @@ CASES = {
                                "feature 'seconds' has 1 infinite value(s); exclude it or fix the source"),
     "infinite target": (lambda d: _write(_leads(converted=[-np.inf, np.inf] + [0.5] * 198), d / "j.parquet"), [],
                         "the target column 'converted' has 2 infinite value(s)"),
+    "constant target": (lambda d: _write(_leads(converted=0.3), d / "k.csv"), [],
+                        "the target column 'converted' is 0.3 on every labelled row: there is nothing to learn"),
     "window with no rows": (lambda d: _write(_leads(created=pd.Timestamp("2026-01-01", tz="UTC")), d / "h.parquet"),
                             ["--window-column", "created", "--since", "2027-01-01T00:00:00+02:00"],
                             "the source returned no rows"),

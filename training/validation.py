@@ -1,10 +1,10 @@
 """Validation before training: bad data stops a run with one clear line, before anything is written.
 
 Errors (:class:`training.errors.DataError`): no rows or fewer labelled rows than the minimum, a
-missing, non-numeric or infinite target, duplicate column names, an unknown excluded column, a
-feature that is entirely missing or holds an infinite value. A constant, ID-like or free-text column
-is dropped with a message; a target outside [0, 1] is a warning (the model predicts a probability,
-but a score in another range can still be learned).
+missing, non-numeric, infinite or constant target, duplicate column names, an unknown excluded
+column, a feature that is entirely missing or holds an infinite value. A constant, ID-like or
+free-text column is dropped with a message; a target outside [0, 1] is a warning (the model predicts a
+probability, but a score in another range can still be learned).
 """
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ def validate(
     infinite = int(np.isinf(y).sum())
     if infinite:
         raise DataError(f"the target column {target!r} has {infinite} infinite value(s)")
-    warnings = []
     low, high = float(np.nanmin(y)), float(np.nanmax(y))
+    if low == high:
+        raise DataError(f"the target column {target!r} is {low:g} on every labelled row: there is nothing to learn")
+    warnings = []
     if low < 0 or high > 1:
         warnings.append(f"target {target!r} ranges from {low:g} to {high:g}, outside [0, 1]: "
                         "the model is meant to predict a conversion probability")
