@@ -18,6 +18,7 @@ from tests.experiments_fake import VertexMetadata
 from tests.vertex_fake import FakeApi
 from training import export
 from training.cli import app
+from training.errors import OutputError
 from training.fingerprint import data_fingerprint
 from training.sources import ingest
 from training.state import HOME_ENV
@@ -63,10 +64,11 @@ def test_a_crashed_run_is_recorded_as_failed(home: Path, synth_parquet: Path, tm
         raise OSError("disk full")
 
     monkeypatch.setattr(export, "write_manifest", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         train(TrainConfig(data=str(synth_parquet), out=tmp_path / "model"))
     [run] = RunStore().list()
-    assert run.status == "failed" and run.error == "OSError: disk full" and run.artifact_uri is None
+    assert run.status == "failed" and run.artifact_uri is None
+    assert run.error.startswith("OutputError: ") and "could not be written (disk full)" in run.error
     assert not (tmp_path / "model").exists()
 
 
@@ -140,7 +142,7 @@ def test_a_failed_run_ends_failed_on_vertex(vertex, home: Path, synth_parquet: P
         raise OSError("disk full")
 
     monkeypatch.setattr(export, "write_manifest", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError):
         train(TrainConfig(data=str(synth_parquet), out=tmp_path / "model", tracking=config),
               experiment=VertexExperiment(config, credentials=AnonymousCredentials()))
     [run] = metadata.runs("lead-scoring-test").values()

@@ -15,6 +15,7 @@ from predictor.model import LeadScoringModel
 from tests.conftest import XEDU_CSV, XEDU_LEAKAGE, XEDU_TARGET
 from training import export
 from training.cli import app, main
+from training.errors import OutputError
 from training.sources import read_table
 from training.synth import EXAMPLE_LEAD
 from training.train import TrainConfig, XGBParams, train
@@ -94,6 +95,34 @@ def test_predict_names_an_unreadable_instances_file(synth_model: Path, tmp_path:
     assert capsys.readouterr().err.strip() == f"error: {missing}: cannot read it (No such file or directory)"
 
 
+@pytest.mark.parametrize("occupant", ["file", "project"])
+def test_an_output_path_that_is_not_a_model_is_never_replaced(occupant, synth_parquet: Path, tmp_path: Path,
+                                                            monkeypatch, capsys):
+    out = tmp_path / "out"
+    if occupant == "file":
+        out.write_text("notes")
+    else:
+        (out / "src").mkdir(parents=True)
+        (out / "src" / "main.py").write_text("print('mine')")
+    before = sorted((p.relative_to(tmp_path), p.is_file() and p.read_text()) for p in tmp_path.rglob("*"))
+    monkeypatch.setenv("LEADSCORE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(sys, "argv", ["leadscore", "train", "--data", str(synth_parquet), "--out", str(out)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    assert "choose another output path" in capsys.readouterr().err
+    after = sorted((p.relative_to(tmp_path), p.is_file() and p.read_text()) for p in tmp_path.rglob("*"))
+    assert after == before  # untouched, and nothing read or recorded: no state directory either
+
+
+def test_an_empty_directory_or_a_model_directory_is_written(synth_parquet: Path, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    params = XGBParams(n_estimators=3)
+    for out in (tmp_path / "empty", tmp_path / "empty"):  # the second run replaces the first's model
+        train(TrainConfig(data=str(synth_parquet), out=out, params=params))
+        verify(out)
+
+
 def test_training_reports_each_tree_and_trains_the_same(synth_parquet: Path, tmp_path: Path):
     params = XGBParams(n_estimators=7)
     messages: list[str] = []
@@ -114,7 +143,7 @@ def test_failed_write_keeps_previous_artifacts(synth_model: Path, synth_parquet:
         raise OSError("disk full")
 
     monkeypatch.setattr(export, "write_manifest", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         train(TrainConfig(data=str(synth_parquet), out=out, params=XGBParams(max_depth=3)))
     assert verify(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging directory left behind

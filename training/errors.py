@@ -9,6 +9,10 @@ class DataError(LeadscoreError):
     """The input data cannot be used for training (missing target, no rows, bad columns...)."""
 
 
+class OutputError(LeadscoreError):
+    """An output location cannot be written, or holds something that must not be replaced."""
+
+
 class SourceError(LeadscoreError):
     """A data source URI cannot be read."""
 

@@ -11,6 +11,7 @@ from typing import Any
 import xgboost as xgb
 
 from predictor.artifacts import (
+    MANIFEST_FILE,
     METADATA_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -21,6 +22,30 @@ from predictor.artifacts import (
     write_manifest,
 )
 from predictor.transform import FeatureTransform
+from training.errors import OutputError
+
+
+def check_output_dir(out: Path) -> Path:
+    """Checks that an artifact directory can be written at ``out``; returns it absolute.
+
+    ``out`` may be absent, an empty directory or an artifact directory (which a new one
+    replaces). Anything else belongs to the user and is never replaced: ``--out .`` must not
+    move a project aside and delete it.
+
+    Raises:
+        OutputError: ``out`` is a file, a directory holding other files, or not writable.
+    """
+    out = Path(out).absolute()
+    if out.exists():
+        if not out.is_dir():
+            raise OutputError(f"{out} is a file, not a model directory; choose another output path")
+        if not (out / MANIFEST_FILE).is_file() and any(out.iterdir()):
+            raise OutputError(f"{out} holds files but is not a model directory (no {MANIFEST_FILE}); only a model "
+                              "directory is replaced: choose another output path")
+    existing = next(p for p in out.parents if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {existing}")
+    return out
 
 
 def write_artifact_dir(
@@ -40,7 +65,8 @@ def write_artifact_dir(
     never a half-written mix.
 
     Args:
-        out: Destination directory; replaced if it exists.
+        out: Destination directory: absent, empty, or an artifact directory that is replaced
+            (:func:`check_output_dir`).
         booster: The trained model, saved in XGBoost's UBJ format.
         transform: The fitted feature transform.
         metrics: Evaluation metrics.
@@ -50,10 +76,16 @@ def write_artifact_dir(
 
     Returns:
         The final directory.
+
+    Raises:
+        OutputError: ``out`` cannot be written or must not be replaced; nothing was changed.
     """
-    out = Path(out).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    out = check_output_dir(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out.parent}: {exc.strerror or exc}") from exc
     try:
         booster.save_model(str(staging / MODEL_FILE))
         transform.save(staging / TRANSFORM_FILE)
@@ -66,8 +98,10 @@ def write_artifact_dir(
         verify(staging)
         os.chmod(staging, 0o755)  # mkdtemp creates 0700; the directory is meant to be shared
         _replace_dir(staging, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):  # disk full, permissions...: the previous directory is intact
+            raise OutputError(f"{out}: the artifacts could not be written ({exc}); nothing was replaced") from exc
         raise
     return out
 

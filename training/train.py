@@ -30,7 +30,7 @@ from sklearn.model_selection import train_test_split
 from predictor.model import LeadScoringModel
 from predictor.transform import DEFAULT_MISSING_TOKENS, FeatureTransform
 from training.evaluate import evaluate
-from training.export import write_artifact_dir
+from training.export import check_output_dir, write_artifact_dir
 from training.features import FeatureSpec
 from training.fingerprint import data_fingerprint
 from training.matrix import predict_rows, quantile_matrix
@@ -294,8 +294,10 @@ def train(
         DataError: The data cannot be trained on; nothing is written or recorded.
         training.errors.SourceError: The data cannot be read.
         training.errors.TrackingError: The run cannot be recorded.
+        training.errors.OutputError: ``config.out`` cannot be written or is not a model directory.
     """
     started = time.perf_counter()
+    check_output_dir(config.out)  # before any work: a wrong --out is found in a second, not after training
     source = parse_source(config.data)
     options = config.ingest_options()
     _notify(progress, f"reading {config.data}")
