@@ -6,27 +6,55 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import httpx
 from rich.console import Console
 
+from training.cli.app import guarded
 from training.cli.pipeline import print_summary
 from training.config import LeadscoreConfig
+from training.errors import LeadscoreError
 from training.job import run_job
 from training.refs import resolve_model
 from training.serve import start_server_process
 from training.state import HOME_ENV, home_dir
 from training.synth import EXAMPLE_LEAD
+from training.tracking import RUNS_DB
 
 DEMO_ROWS = 50_000
 
 
-def run_demo(console: Console | None = None) -> float:
-    """Runs the demo in ``<state dir>/demo`` (emptied first) and returns the example lead's score."""
-    console = console or Console()
+# Written into the demo's state directory: the next run empties only a directory the demo made.
+DEMO_MARKER = ".leadscore-demo"
+
+
+def fresh_demo_home() -> Path:
+    """``<state dir>/demo``, empty but for the marker.
+
+    Raises:
+        LeadscoreError: The directory exists but the demo did not make it (no marker, no run log):
+            it is left as it is.
+    """
     home = home_dir() / "demo"
-    shutil.rmtree(home, ignore_errors=True)
-    os.environ[HOME_ENV] = str(home)  # the demo's own registry: its first model is 1.0.0
+    if home.exists():
+        if not ((home / DEMO_MARKER).is_file() or (home / RUNS_DB).is_file()):  # run logs: demos before the marker
+            raise LeadscoreError(f"{home} exists and was not made by the demo: move it, or point "
+                                 f"{HOME_ENV} elsewhere")
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / DEMO_MARKER).write_text("The state of `make demo`; each run empties this directory.\n")
+    return home
+
+
+def run_demo(console: Console | None = None) -> float:
+    """Runs the demo in ``<state dir>/demo`` (emptied first) and returns the example lead's score.
+
+    Raises:
+        LeadscoreError: ``<state dir>/demo`` holds something the demo did not make.
+    """
+    console = console or Console()
+    os.environ[HOME_ENV] = str(fresh_demo_home())  # the demo's own registry: its first model is 1.0.0
 
     def progress(message: str) -> None:
         console.print(f"[green]›[/] {message}")
@@ -58,7 +86,7 @@ def run_demo(console: Console | None = None) -> float:
 
 def main() -> None:
     """Entry point of ``python -m training.demo``."""
-    run_demo()
+    guarded(run_demo)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -59,11 +60,16 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def main() -> None:
-    """Entry point of the ``leadscore`` console script."""
+def guarded(command: Callable[[], object]) -> None:
+    """Runs a command; a library error becomes one line on stderr and exit code 1."""
     try:
-        app()
+        command()
     except (LeadscoreError, ArtifactError) as exc:
         # One line, verbatim: no wrapping at the terminal width, no markup read into "[train]".
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``leadscore`` console script."""
+    guarded(app)
