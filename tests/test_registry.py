@@ -7,6 +7,8 @@ import os
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -361,3 +363,13 @@ def test_refs_cli_and_serving(home: Path, synth_parquet: Path, tmp_path: Path, c
 
     missing = runner.invoke(app, ["registry", "show", "lead-scoring@9.9.9"])
     assert missing.exit_code != 0 and "no such version" in str(missing.exception)
+
+
+def test_listing_the_registry_does_not_import_the_model_stack(home: Path):
+    # XGBoost imports scikit-learn, SciPy and pandas: a second that `registry list` need not pay.
+    code = ("import sys\nfrom training.cli import main\nsys.argv = ['leadscore', 'registry', 'list', '--json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('xgboost', 'sklearn', 'scipy', 'pandas') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, HOME_ENV: str(home)})
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import semantic_version
 
@@ -32,10 +32,12 @@ from predictor.artifacts import (
     write_json,
     write_manifest,
 )
-from predictor.model import LeadScoringModel
 from training.errors import RegistryError
 from training.registry.promotion import Decision, Holdout, PromotionPolicy
 from training.registry.semver import assign_version
+
+if TYPE_CHECKING:
+    from predictor.model import LeadScoringModel
 
 CHAMPION = "champion"
 STAGING_PREFIX = ".staging-"
@@ -170,6 +172,14 @@ class Registration:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"version": self.version.to_dict(), "event": self.event.to_dict(), "promoted": self.promoted}
+
+
+def load_model_at(uri: str | os.PathLike[str], **kwargs: Any) -> LeadScoringModel:
+    """:meth:`LeadScoringModel.load`, imported on first use: XGBoost (and through it scikit-learn)
+    takes a second to import, which listing or showing the registry need not pay."""
+    from predictor.model import LeadScoringModel
+
+    return LeadScoringModel.load(uri, **kwargs)
 
 
 def utc_now() -> str:
@@ -443,7 +453,7 @@ class Registry(ABC):
         """
         policy = policy or PromotionPolicy()
         source = Path(artifacts)
-        challenger = LeadScoringModel.load(source)
+        challenger = load_model_at(source)
 
         def decide(champion: ModelVersion | None) -> Decision:
             return policy.decide(challenger, self._champion_model(champion), holdout, champion)
@@ -461,7 +471,7 @@ class Registry(ABC):
             predictor.artifacts.ArtifactError: The artifacts do not verify; nothing is registered.
         """
         path = Path(artifacts)
-        challenger = LeadScoringModel.load(path)
+        challenger = load_model_at(path)
 
         def unpromoted(champion: ModelVersion | None) -> Decision:
             return Decision(False, reason, _recorded_rmse(path), champion.rmse if champion else None)
@@ -484,7 +494,7 @@ class Registry(ABC):
         why = reason or "promoted by hand"
         path = Path(ref)
         if path.is_dir() and self.find_artifacts(path) is None:
-            challenger = LeadScoringModel.load(path)
+            challenger = load_model_at(path)
 
             def manual(champion: ModelVersion | None) -> Decision:
                 return Decision(True, why, _recorded_rmse(path), champion.rmse if champion else None)

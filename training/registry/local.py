@@ -27,10 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from predictor.artifacts import MANIFEST_FILE, ArtifactError, sha256_file, verify
-from predictor.model import LeadScoringModel
 from training.errors import RegistryError
 from training.registry.base import (
     CHAMPION,
@@ -39,8 +38,12 @@ from training.registry.base import (
     PromotionEvent,
     Registry,
     Session,
+    load_model_at,
     sort_versions,
 )
+
+if TYPE_CHECKING:
+    from predictor.model import LeadScoringModel
 
 DB_FILE = "registry.db"
 ARTIFACTS_DIR = "artifacts"
@@ -141,7 +144,7 @@ class LocalRegistry(Registry):
 
     def load_model(self, version: ModelVersion) -> LeadScoringModel:
         self.verify(version)
-        return LeadScoringModel.load(version.artifact_uri)
+        return load_model_at(version.artifact_uri)
 
     # Changes -------------------------------------------------------------------------------------
 

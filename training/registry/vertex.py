@@ -38,10 +38,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from predictor.artifacts import MANIFEST_FILE, open_artifacts, verify
-from predictor.model import LeadScoringModel
 from training.errors import RegistryError
 from training.registry.base import (
     CHAMPION,
@@ -50,9 +49,13 @@ from training.registry.base import (
     Registry,
     Session,
     is_version,
+    load_model_at,
     select,
     sort_versions,
 )
+
+if TYPE_CHECKING:
+    from predictor.model import LeadScoringModel
 
 DEFAULT_ALIAS = "default"
 NAME_LABEL = "leadscore-model"
@@ -259,7 +262,7 @@ class VertexRegistry(Registry):
 
     @_cloud_call
     def load_model(self, version: ModelVersion) -> LeadScoringModel:
-        return LeadScoringModel.load(version.artifact_uri, gcs_client=self._gcs())
+        return load_model_at(version.artifact_uri, gcs_client=self._gcs())
 
     # Changes -------------------------------------------------------------------------------------
 
