@@ -128,8 +128,9 @@ def _column_facts(table: pa.Table, columns: list[str]) -> dict[str, _Facts]:
         con.execute(f"SET memory_limit = '{_DUCKDB_MEMORY}'")
         con.register("t", table.select(scanned))
         selects = []
+        idents = {c: exp.column(c, quoted=True).sql("duckdb") for c in scanned}
         for c in scanned:
-            ident = exp.column(c, quoted=True).sql("duckdb")
+            ident = idents[c]
             value = f"CASE WHEN isnan({ident}) THEN NULL ELSE {ident} END" if kinds[c] == "numeric" else ident
             infinite = f"count_if(isinf({ident}))" if kinds[c] == "numeric" else "0"
             selects += [f"count({value})", f"approx_count_distinct({value})", f"min({value}) = max({value})", infinite]
@@ -141,7 +142,7 @@ def _column_facts(table: pa.Table, columns: list[str]) -> dict[str, _Facts]:
             if kinds[c] == "text" and approx <= _BOOLEAN_MAX_DISTINCT + 2:
                 # Its few raw values (approx_count_distinct is within a few percent), normalised as
                 # serving reads a yes/no word; lower(trim()) on every row cost 3x the DISTINCT itself.
-                ident = exp.column(c, quoted=True).sql("duckdb")
+                ident = idents[c]
                 values = con.execute(f"SELECT DISTINCT {ident} FROM t WHERE {ident} IS NOT NULL").fetchall()
                 facts[c].words = frozenset(str(v).strip().lower() for (v,) in values)
     finally:

@@ -1,14 +1,16 @@
-"""The model matrix, built chunk by chunk: never the whole dense matrix, never a full copy.
+"""The model matrix, built chunk by chunk: never the whole float matrix, never a full copy.
 
-XGBoost's ``QuantileDMatrix`` accepts an iterator of batches and keeps only its quantised form;
-each batch is a chunk of the serving transform's output (:meth:`FeatureTransform.transform_columns`).
+XGBoost's ``QuantileDMatrix`` accepts an iterator of batches and keeps only its quantised form.
+The training rows are encoded once into the serving transform's compact form
+(:meth:`FeatureTransform.encode_columns`) and each batch is one chunk of it expanded to the model
+matrix (:meth:`FeatureTransform.assemble`), as :meth:`FeatureTransform.transform_columns` does.
 The chunks are dense on purpose: the matrix holds no missing cell (see ``predictor/transform.py``),
 so XGBoost keeps it in its dense layout, one byte per cell. Fed as CSR chunks with the one-hot
 zeros absent (read as missing), XGBoost chose its sparse layout, which stores a wide bin index and
 a row number per entry: at a million leads that peaked 44 MB higher and boosted no faster.
-Only one chunk of floats exists at a time; the full float matrix never does. Predictions on many
-rows go through the same transform and the compiled trees (``predictor/forest.py``) in chunks, so
-evaluation scores rows exactly as serving does.
+Only one chunk of the float matrix exists at a time. Predictions on many rows go through the same
+transform and the compiled trees (``predictor/forest.py``) in chunks, so evaluation scores rows
+exactly as serving does.
 """
 
 from __future__ import annotations
